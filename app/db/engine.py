@@ -1,0 +1,62 @@
+"""Async engines and the request-scoped transaction."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def to_asyncpg_url(url: str) -> str:
+    u = make_url(url)
+    return u.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        to_asyncpg_url(url),
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        # Each checkout starts clean: a transaction-local app.tenant_id dies with its
+        # transaction, and "reset on return" rolls back anything left open.
+        pool_reset_on_return="rollback",
+    )
+
+
+def make_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+
+
+async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: committed before the response, rolled back on error.
+
+    Audit events queued on the request are written inside the same transaction, and
+    after-commit hooks (outbound mail) run only once the commit succeeded.
+    """
+    from app.audit.service import flush_request_audit
+
+    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+    async with factory() as session:
+        async with session.begin():
+            yield session
+            await flush_request_audit(session, request)
+        for hook in session.info.pop("after_commit", []):
+            await hook()
+
+
+SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+
+
+def after_commit(session: AsyncSession, hook: object) -> None:
+    """Run ``hook`` (an async callable) once the request's transaction has committed."""
+    session.info.setdefault("after_commit", []).append(hook)

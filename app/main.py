@@ -1,0 +1,109 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from app.config import Settings, get_settings
+from app.core.errors import install_error_handlers
+from app.core.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.core.telemetry import install_telemetry
+from app.db.engine import create_engine, make_session_factory
+
+PROBLEM = {
+    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+}
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "Bad request", **PROBLEM},
+    401: {"description": "Not authenticated", **PROBLEM},
+    403: {"description": "Forbidden (scope, tenant suspended or quota)", **PROBLEM},
+    404: {"description": "Not found (or another tenant's)", **PROBLEM},
+    409: {"description": "Conflict", **PROBLEM},
+    413: {"description": "Body too large", **PROBLEM},
+    422: {"description": "Validation failed: names the field and the reason", **PROBLEM},
+    429: {"description": "Throttled", **PROBLEM},
+}
+
+
+def create_app(settings: Settings | None = None, app_database_url: str | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    db_url = app_database_url or settings.app_database_url
+    if not db_url:
+        raise RuntimeError("no runtime database URL (SWITCHBOARD_APP_DATABASE_URL)")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from app.auth.jwt_keys import load_signing_keys
+        from app.mail.adapters import sender_for
+
+        engine = create_engine(
+            db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+        app.state.engine = engine
+        app.state.session_factory = make_session_factory(engine)
+        app.state.signing_keys = load_signing_keys(settings)
+        app.state.mail_sender = sender_for(settings)
+        try:
+            yield
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Switchboard",
+        version="0.1.0",
+        description="Multi-tenant contact-center-as-a-service API.",
+        lifespan=lifespan,
+        responses=COMMON_ERRORS,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    _include_routers(app)
+    install_telemetry(app, settings)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    _add_problem_schema(app)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from app.api_keys.endpoints import router as api_keys
+    from app.audit.endpoints import router as audit
+    from app.auth.endpoints import router as auth
+    from app.health.endpoints import router as health
+    from app.mail.endpoints import router as mail
+    from app.tenants.endpoints import router as tenants
+
+    for r in (health, tenants, auth, api_keys, audit, mail):
+        app.include_router(r)
+
+
+def _add_problem_schema(app: FastAPI) -> None:
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = original()
+        schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = {
+            "type": "object",
+            "required": ["type", "title", "status", "code", "detail"],
+            "properties": {
+                "type": {"type": "string"},
+                "title": {"type": "string"},
+                "status": {"type": "integer"},
+                "code": {"type": "string", "description": "stable kebab-case error code"},
+                "detail": {"type": "string"},
+                "instance": {"type": "string"},
+                "request_id": {"type": "string"},
+                "field": {"type": "string", "description": "the offending field"},
+                "errors": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

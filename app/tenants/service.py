@@ -1,0 +1,117 @@
+"""Self-service signup: tenant, owner, first API key and verification mail, one transaction."""
+
+from __future__ import annotations
+
+import re
+import secrets as pysecrets
+import unicodedata
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.api_keys import service as api_key_service
+from app.auth import passwords
+from app.auth import service as auth_service
+from app.auth.scopes import scopes_for
+from app.config import Settings
+from app.core.errors import Conflict, InvalidInput
+from app.db.tenant import bind_tenant, mint_scope
+from app.mail import service as mail_service
+from app.mail.adapters import MailSender
+from app.tenants import repository
+from app.tenants.models import Tenant, TenantStatus
+from app.users import repository as user_repo
+from app.users.models import LoginEmail, Role, User
+
+
+@dataclass(frozen=True)
+class SignupResult:
+    tenant: Tenant
+    user: User
+    api_key: str
+
+
+def slugify(name: str) -> str:
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:40].strip("-")
+    return slug or "tenant"
+
+
+async def _free_slug(session: AsyncSession, name: str) -> str:
+    base = slugify(name)
+    if not await repository.slug_taken(session, base):
+        return base
+    return f"{base}-{pysecrets.token_hex(3)}"
+
+
+async def signup(
+    session: AsyncSession,
+    settings: Settings,
+    sender: MailSender,
+    factory: async_sessionmaker[AsyncSession] | None,
+    *,
+    company_name: str,
+    email: str,
+    password: str,
+) -> SignupResult:
+    email_key = email.lower()
+    problem = passwords.password_problem(password, [email, email.split("@")[0], company_name])
+    if problem:
+        raise InvalidInput(f"password {problem}", code="weak-password", field="body.password")
+    if await user_repo.find_login(session, email_key) is not None:
+        raise Conflict("An account with this email exists.", code="email-taken", field="body.email")
+
+    tenant = Tenant(
+        name=company_name,
+        slug=await _free_slug(session, company_name),
+        status=TenantStatus.trial.value,
+        plan="trial",
+    )
+    session.add(tenant)
+    try:
+        await session.flush()
+        scope = mint_scope(tenant.id)
+        await bind_tenant(session, scope)
+        user = User(
+            tenant_id=tenant.id,
+            email=email,
+            role=Role.owner.value,
+            password_hash=passwords.hash_password(password),
+        )
+        session.add(user)
+        await session.flush()
+        session.add(LoginEmail(email=email_key, tenant_id=tenant.id, user_id=user.id))
+        await session.flush()
+    except IntegrityError as exc:
+        # A concurrent signup took the email (or the slug) first.
+        raise Conflict(
+            "An account with this email exists.", code="email-taken", field="body.email"
+        ) from exc
+
+    _, api_key = await api_key_service.create(
+        session,
+        scope,
+        name="Default key",
+        role=Role.owner.value,
+        held_scopes=scopes_for(Role.owner.value),
+        requested_scopes=None,
+        created_by=user.id,
+    )
+    token = await auth_service.create_email_verification(session, scope, user)
+    await mail_service.enqueue(
+        session,
+        scope,
+        sender,
+        factory,
+        kind="email-verification",
+        to=email,
+        subject="Verify your Switchboard email address",
+        body=(
+            f"Welcome to Switchboard, {company_name}!\n\n"
+            "Confirm your email address by sending this token to "
+            f"{settings.public_url}/v1/auth/verify-email:\n\n{token}\n\n"
+            "The token expires in 3 days."
+        ),
+    )
+    return SignupResult(tenant, user, api_key)

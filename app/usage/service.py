@@ -1,0 +1,99 @@
+"""The usage ledger. Call ``record`` inside the business change's own transaction."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import select
+
+from app.core.errors import Conflict, InvalidInput
+from app.db.base import utcnow, uuid7
+from app.db.tenant import TenantScope
+from app.usage.models import UsageEvent
+
+
+class Meter(enum.StrEnum):
+    agent_seat_hours = "agent_seat_hours"
+    handled_minutes_voice = "handled_minutes.voice"
+    handled_minutes_video = "handled_minutes.video"
+    handled_minutes_chat = "handled_minutes.chat"
+    handled_minutes_email = "handled_minutes.email"
+    handled_minutes_sms = "handled_minutes.sms"
+    handled_minutes_messaging = "handled_minutes.messaging"
+    messages = "messages"
+    phone_number_days = "phone_number_days"
+    recording_storage_gb_days = "recording_storage_gb_days"
+    crowd_minutes = "crowd_minutes"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    event: UsageEvent
+    created: bool  # False: an earlier event with the same idempotency key stands
+
+
+async def record(
+    session: AsyncSession,
+    scope: TenantScope,
+    *,
+    meter: Meter | str,
+    quantity: Decimal | int,
+    occurred_at: datetime,
+    idempotency_key: str,
+    attributes: dict[str, Any] | None = None,
+) -> Recorded:
+    """Append one usage event; a replay of the same key returns the first event.
+
+    A replay that disagrees with the first (other meter or quantity) is a bug in the
+    caller and raises ``usage-idempotency-conflict`` rather than being silently dropped.
+    """
+    try:
+        meter = Meter(meter)
+    except ValueError:
+        raise InvalidInput(f"unknown meter '{meter}'", field="meter") from None
+    qty = Decimal(quantity)
+    if not qty.is_finite() or qty < 0:
+        raise InvalidInput("quantity must be a finite number >= 0", field="quantity")
+    if occurred_at.tzinfo is None:
+        raise InvalidInput("occurred_at must carry a time zone", field="occurred_at")
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise InvalidInput("idempotency_key must be 1..200 characters", field="idempotency_key")
+    values = {
+        "tenant_id": scope.tenant_id,
+        "id": uuid7(),
+        "meter": meter.value,
+        "quantity": qty,
+        "occurred_at": occurred_at,
+        "recorded_at": utcnow(),
+        "idempotency_key": idempotency_key,
+        "attributes": attributes or {},
+    }
+    ins = (
+        insert(UsageEvent.__table__)  # type: ignore[attr-defined]
+        .values(**values)
+        .on_conflict_do_nothing(index_elements=["tenant_id", "idempotency_key"])
+        .returning(UsageEvent.__table__.c.id)  # type: ignore[attr-defined]
+    )
+    inserted = (await session.execute(ins)).first()
+    existing = (
+        await session.execute(
+            select(UsageEvent)
+            .where(
+                UsageEvent.tenant_id == scope.tenant_id,
+                UsageEvent.idempotency_key == idempotency_key,
+            )
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one()
+    if inserted is None and (existing.meter != meter.value or existing.quantity != qty):
+        raise Conflict(
+            "This idempotency key was used for a different usage event.",
+            code="usage-idempotency-conflict",
+        )
+    return Recorded(existing, inserted is not None)
