@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -31,13 +33,17 @@ def _fail(message: str) -> None:
 
 
 @contextlib.contextmanager
-def database(settings: Settings, *, prepare: bool = True) -> Iterator[tuple[str, str]]:
+def database(
+    settings: Settings, *, prepare: bool = True, attach: bool = False
+) -> Iterator[tuple[str, str]]:
     """Yield (admin_url, app_url): the configured server, or the embedded one started
-    here; prepared (roles, database, migrations) when ``prepare``."""
+    here; prepared (roles, database, migrations) when ``prepare``. With ``attach``, an
+    embedded server that a running `switchboard run` holds is used as it is."""
     from app.db import bootstrap
     from app.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
     pg: EmbeddedPostgres | None = None
+    pg_owned = True
     if settings.database_url:
         server_url = settings.database_url
     else:
@@ -45,7 +51,10 @@ def database(settings: Settings, *, prepare: bool = True) -> Iterator[tuple[str,
         try:
             pg.start()
         except EmbeddedPostgresError as exc:
-            _fail(str(exc))
+            # `switchboard run` holds the server: a tool command may use it meanwhile.
+            if not (attach and pg.is_running()):
+                _fail(str(exc))
+            pg_owned = False
         server_url = pg.url(settings.db_name)
     try:
         urls = bootstrap.urls_for(settings, server_url)
@@ -60,7 +69,7 @@ def database(settings: Settings, *, prepare: bool = True) -> Iterator[tuple[str,
             bootstrap.migrate(urls.admin)
         yield urls.admin, urls.app
     finally:
-        if pg is not None:
+        if pg is not None and pg_owned:
             pg.stop()
 
 
@@ -73,19 +82,29 @@ def _serve(app_url: str, host: str, port: int, settings: Settings) -> None:
     config = uvicorn.Config(
         app, host=host, port=port, log_level="info", proxy_headers=True, server_header=False
     )
-    uvicorn.Server(config).run()
+    server = uvicorn.Server(config)
+    server.handle_exit = lambda *_: setattr(server, "should_exit", True)  # type: ignore[method-assign]
+    # Ctrl-C / SIGTERM mean a graceful shutdown, after which the caller stops PostgreSQL.
+    # Our handlers go in first: asyncio's runner then installs none of its own (which
+    # would turn a clean Ctrl-C into KeyboardInterrupt and exit status 130), and uvicorn
+    # does not re-raise the signal afterwards.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, server.handle_exit)
+    server.run()
 
 
 @cli.command()
 def run(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT", help="Port to listen on")] = 8000,
+    seed: Annotated[bool, typer.Option(help="Apply tenants/demo.yaml (idempotent)")] = True,
 ) -> None:
     """Everything in one process: embedded PostgreSQL (unless SWITCHBOARD_DATABASE_URL),
     migrations, demo seed, and the API."""
     settings = get_settings()
     settings.public_url = f"http://{host}:{port}"
     with database(settings) as (_, app_url):
+        logins = _seed_demo(app_url) if seed else []
         where = (
             "embedded PostgreSQL at " + str(settings.pg_data_dir)
             if not settings.database_url
@@ -99,8 +118,36 @@ def run(
             '-d \'{"company_name":"Acme","email":"you@example.com",'
             '"password":"a long passphrase here"}\''
         )
+        for who, email, password in logins:
+            typer.echo(
+                f"  Log in as the demo {who}: {email} / {password}  "
+                f"(POST http://{host}:{port}/v1/auth/token)"
+            )
         typer.echo("  Stop:      Ctrl-C")
         _serve(app_url, host, port, settings)
+
+
+DEMO_BLUEPRINT = Path(__file__).resolve().parent.parent / "tenants" / "demo.yaml"
+
+
+def _seed_demo(app_url: str) -> list[tuple[str, str, str]]:
+    """Apply tenants/demo.yaml (idempotent) and say how to log in to it."""
+    if not DEMO_BLUEPRINT.exists():
+        return []
+    from app.blueprints import service
+
+    data = service.load(DEMO_BLUEPRINT)
+    changes = _blueprint_session(app_url, lambda s: service.apply(s, data, False))
+    if changes:
+        typer.echo(f"Seeded the demo tenant from {DEMO_BLUEPRINT.name}: {len(changes)} changes.")
+    logins = []
+    admin = (data.get("tenant") or {}).get("admin") or {}
+    if admin.get("password"):
+        logins.append(("admin", admin["email"], admin["password"]))
+    agent = next((a for a in data.get("agents") or [] if a.get("password")), None)
+    if agent:
+        logins.append(("agent", agent["email"], agent["password"]))
+    return logins
 
 
 @cli.command()
@@ -211,6 +258,98 @@ def set_tenant_status(
         if not changed:
             _fail(f"no tenant with slug '{slug}'")
         typer.echo(f"{slug}: {status}")
+
+
+tenants_cli = typer.Typer(no_args_is_help=True, help="Tenants as code (blueprints).")
+cli.add_typer(tenants_cli, name="tenants")
+
+
+def _blueprint_session(app_url: str, work):  # type: ignore[no-untyped-def]
+    """Run ``work(session)`` in one transaction as the runtime role; roll back on error."""
+    from app.core.errors import SwitchboardError
+    from app.db.engine import create_engine, make_session_factory
+
+    async def go():  # type: ignore[no-untyped-def]
+        engine = create_engine(app_url, pool_size=1, max_overflow=0)
+        try:
+            async with make_session_factory(engine)() as session, session.begin():
+                return await work(session)
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(go())
+    except SwitchboardError as exc:
+        where = f"{exc.field}: " if exc.field and not exc.detail.startswith(exc.field) else ""
+        _fail(f"{where}{exc.detail}")
+
+
+def _print_changes(changes: list, verb: str) -> None:  # type: ignore[type-arg]
+    if not changes:
+        typer.echo("No changes.")
+        return
+    for c in changes:
+        typer.echo(c.describe())
+    counts = {a: sum(1 for c in changes if c.action == a) for a in ("create", "update", "delete")}
+    typer.echo(
+        f"{verb}: {counts['create']} to create, {counts['update']} to update, "
+        f"{counts['delete']} to delete."
+    )
+
+
+@tenants_cli.command("plan")
+def tenants_plan(
+    file: Path, prune: Annotated[bool, typer.Option(help="Also list deletions")] = False
+) -> None:
+    """Show what `apply` would change (create / update / delete per resource)."""
+    from app.blueprints import service
+
+    settings = get_settings()
+    with database(settings, attach=True) as (_, app_url):
+        data = _blueprint_session(app_url, lambda s: _none(service.load(file)))
+        changes = _blueprint_session(app_url, lambda s: service.plan(s, data, prune))
+        _print_changes(changes, "Plan")
+
+
+async def _none(value):  # type: ignore[no-untyped-def]
+    return value
+
+
+@tenants_cli.command("apply")
+def tenants_apply(
+    file: Path,
+    prune: Annotated[bool, typer.Option(help="Delete what the blueprint no longer has")] = False,
+) -> None:
+    """Make the tenant match the blueprint (idempotent; all or nothing)."""
+    from app.blueprints import service
+
+    settings = get_settings()
+    with database(settings, attach=True) as (_, app_url):
+        data = _blueprint_session(app_url, lambda s: _none(service.load(file)))
+        changes = _blueprint_session(app_url, lambda s: service.apply(s, data, prune))
+        _print_changes(changes, "Applied")
+
+
+@tenants_cli.command("export")
+def tenants_export(
+    slug: str,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default stdout)")
+    ] = None,
+) -> None:
+    """Write the tenant's live provisioning as a blueprint that applies back unchanged."""
+    import yaml
+
+    from app.blueprints import service
+
+    settings = get_settings()
+    with database(settings, attach=True) as (_, app_url):
+        data = _blueprint_session(app_url, lambda s: service.export(s, slug))
+        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        if output:
+            output.write_text(text)
+        else:
+            typer.echo(text, nl=False)
 
 
 def main() -> None:

@@ -40,6 +40,13 @@ class Settings(BaseSettings):
     access_token_ttl_seconds: int = Field(default=900, ge=60, le=86400)
     refresh_token_ttl_seconds: int = Field(default=30 * 86400, ge=3600)
 
+    # Encryption at rest (app.core.crypto): base64 32-byte AES-256-GCM keys, comma
+    # separated, the first one encrypts (rotation: put the new key first and keep the
+    # old ones while data they encrypted remains). Or a file holding the same; unset
+    # outside production: generated once into data_dir/encryption.key (0600).
+    encryption_key: SecretStr | None = None
+    encryption_key_file: Path | None = None
+
     # Login throttling (sliding window over failed attempts).
     login_window_seconds: int = 900
     login_max_failures_per_account: int = 5
@@ -63,6 +70,25 @@ class Settings(BaseSettings):
     otel_service_name: str = "switchboard"
 
     max_body_bytes: int = 1_048_576
+
+    # Email channels receive at <local_part>@<this domain> (shared by all tenants; its
+    # MX must point at the inbound SMTP service).
+    inbound_email_domain: str = "inbound.switchboard.localhost"
+
+    # Phone numbers (app/phone_numbers): the carrier new numbers are searched and claimed
+    # at. "sandbox" offers only numbers reserved for fiction and calls nothing outside.
+    carrier: Literal["sandbox", "twilio", "aws"] = "sandbox"
+    twilio_account_sid: str | None = None
+    twilio_auth_token: SecretStr | None = None
+    twilio_api_base_url: str = "https://api.twilio.com"
+    twilio_pricing_base_url: str = "https://pricing.twilio.com"
+    # AWS: Amazon Connect's phone-number API (docs/decisions/0008); credentials come
+    # from the usual AWS chain (environment, profile, instance role).
+    aws_region: str = "us-east-1"
+    aws_endpoint_url: str | None = None
+    aws_connect_instance_arn: str | None = None
+    # A released number cannot be claimed again (by anyone) for this long.
+    number_cooldown_days: int = Field(default=30, ge=0, le=365)
 
     @property
     def pg_data_dir(self) -> Path:

@@ -24,6 +24,7 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "Not found (or another tenant's)", **PROBLEM},
     409: {"description": "Conflict", **PROBLEM},
     413: {"description": "Body too large", **PROBLEM},
+    415: {"description": "The body is not JSON", **PROBLEM},
     422: {"description": "Validation failed: names the field and the reason", **PROBLEM},
     429: {"description": "Throttled", **PROBLEM},
 }
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, app_database_url: str | None = 
         description="Multi-tenant contact-center-as-a-service API.",
         lifespan=lifespan,
         responses=COMMON_ERRORS,
+        telemetry={"tracing": False, "metrics": False},  # ours: app/core/telemetry.py
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -70,14 +72,41 @@ def create_app(settings: Settings | None = None, app_database_url: str | None = 
 
 
 def _include_routers(app: FastAPI) -> None:
+    from app.agents.endpoints import router as agents
     from app.api_keys.endpoints import router as api_keys
     from app.audit.endpoints import router as audit
     from app.auth.endpoints import router as auth
+    from app.business_hours.endpoints import router as business_hours
+    from app.channels.endpoints import router as channels
+    from app.flows.endpoints import router as flows
     from app.health.endpoints import router as health
     from app.mail.endpoints import router as mail
+    from app.phone_numbers.endpoints import router as phone_numbers
+    from app.queues.endpoints import router as queues
+    from app.quotas.endpoints import router as quotas
+    from app.routing_profiles.endpoints import router as routing_profiles
+    from app.skills.endpoints import router as skills
+    from app.sso.endpoints import router as sso
     from app.tenants.endpoints import router as tenants
 
-    for r in (health, tenants, auth, api_keys, audit, mail):
+    for r in (
+        health,
+        tenants,
+        auth,
+        api_keys,
+        audit,
+        mail,
+        sso,
+        quotas,
+        skills,
+        business_hours,
+        queues,
+        routing_profiles,
+        agents,
+        flows,
+        phone_numbers,
+        channels,
+    ):
         app.include_router(r)
 
 

@@ -1,21 +1,50 @@
 """Imports every table so that the metadata (and Alembic) sees them all."""
 
+from app.agents.models import Agent, AgentInvitation, AgentSkill
 from app.api_keys.models import ApiKey
 from app.audit.models import AuditEvent
 from app.auth.models import EmailVerification, LoginFailure, RefreshToken
+from app.business_hours.models import BusinessHours
+from app.channels.models import Channel, ChannelAddress, ChannelNumber
+from app.flows.models import Flow, FlowVersion
+from app.idempotency.models import IdempotencyKey
 from app.mail.models import OutboundMail
+from app.phone_numbers.models import NumberClaim, PhoneNumber
+from app.queues.models import Queue, QueueSkill
+from app.routing_profiles.models import RoutingProfile, RoutingProfileQueue
+from app.skills.models import Skill
+from app.sso.models import SsoLoginState, SsoOidcConfig
 from app.tenants.models import Tenant
 from app.usage.models import UsageEvent
 from app.users.models import LoginEmail, User
 
 __all__ = [
+    "Agent",
+    "AgentInvitation",
+    "AgentSkill",
     "ApiKey",
     "AuditEvent",
+    "BusinessHours",
+    "Channel",
+    "ChannelAddress",
+    "ChannelNumber",
     "EmailVerification",
+    "Flow",
+    "FlowVersion",
+    "IdempotencyKey",
     "LoginEmail",
     "LoginFailure",
+    "NumberClaim",
     "OutboundMail",
+    "PhoneNumber",
+    "Queue",
+    "QueueSkill",
     "RefreshToken",
+    "RoutingProfile",
+    "RoutingProfileQueue",
+    "Skill",
+    "SsoLoginState",
+    "SsoOidcConfig",
     "Tenant",
     "UsageEvent",
     "User",

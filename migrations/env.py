@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 from alembic import context
 from sqlalchemy import text
@@ -24,6 +25,16 @@ def _url() -> str:
     return str(url)
 
 
+def _include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Autogenerate one domain at a time: SWITCHBOARD_AUTOGEN_TABLES=a,b (a dev aid)."""
+    only = os.environ.get("SWITCHBOARD_AUTOGEN_TABLES")
+    if not only or type_ != "table":
+        return True
+    return name in only.split(",") or reflected
+
+
 def _run(connection: Connection) -> None:
     settings = get_settings()
     is_super = connection.execute(
@@ -36,6 +47,7 @@ def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_object=_include_object,
         compare_type=True,
         transaction_per_migration=False,
     )

@@ -156,3 +156,23 @@ async def login(
 
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+async def create_user(
+    app: Any,
+    tenant: dict[str, Any],
+    role: str,
+    *,
+    email: str | None = None,
+    password: str = STRONG_PASSWORD,
+) -> dict[str, Any]:
+    """Factory: a user of ``tenant`` with ``role``, made through the users service."""
+    from app.db.tenant import bind_tenant, mint_scope
+    from app.users.service import create_user as svc_create_user
+
+    email = email or unique_email(role)
+    scope = mint_scope(uuid.UUID(tenant["tenant"]["id"]))
+    async with app.state.session_factory() as session, session.begin():
+        await bind_tenant(session, scope)
+        user = await svc_create_user(session, scope, email=email, role=role, password=password)
+    return {"id": str(user.id), "email": email, "password": password, "role": role}

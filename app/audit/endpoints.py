@@ -36,7 +36,7 @@ async def list_audit_events(
     session: SessionDep,
     principal: AuditRead,
     page: Annotated[PageParams, Depends(page_params)],
-    action: Annotated[str | None, Query(max_length=100)] = None,
+    action: Annotated[str | None, Query(max_length=100, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
 ) -> Page[AuditEventRead]:
     stmt = select(AuditEvent).where(AuditEvent.tenant_id == principal.tenant_id)
     if action:

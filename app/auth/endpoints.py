@@ -16,6 +16,7 @@ from app.auth.schemas import (
     UserRead,
     VerifyEmailRequest,
 )
+from app.core.errors import problem_response
 from app.db.engine import SessionDep
 from app.db.tenant import mint_scope
 from app.users import repository as user_repo
@@ -42,14 +43,13 @@ def _address(request: Request) -> str:
 @router.post(
     "/v1/auth/token",
     response_model=TokenPair,
-    responses={429: {"description": "Too many failed logins"}},
+    responses={429: problem_response("Too many failed logins")},
 )
 async def create_token(body: PasswordLogin, request: Request, session: SessionDep) -> TokenPair:
     """Log in with email and password: a short-lived access token and a refresh token."""
     st = request.app.state
     issued = await service.login_with_password(
         session,
-        st.session_factory,
         st.signing_keys,
         st.settings,
         email=str(body.email),
@@ -77,9 +77,7 @@ async def create_token(body: PasswordLogin, request: Request, session: SessionDe
 async def refresh_token(body: RefreshRequest, request: Request, session: SessionDep) -> TokenPair:
     """Spend a refresh token for a new pair. Presenting a spent one revokes its family."""
     st = request.app.state
-    issued = await service.refresh(
-        session, st.session_factory, st.signing_keys, st.settings, body.refresh_token
-    )
+    issued = await service.refresh(session, st.signing_keys, st.settings, body.refresh_token)
     audit(
         request,
         "auth.refresh",

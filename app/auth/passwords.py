@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from zxcvbn import zxcvbn
@@ -27,6 +29,15 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return False
 
 
+async def hash_password_async(password: str) -> str:
+    """argon2 takes tens of milliseconds of CPU: keep it off the event loop."""
+    return await asyncio.to_thread(hash_password, password)
+
+
+async def verify_password_async(password_hash: str | None, password: str) -> bool:
+    return await asyncio.to_thread(verify_password, password_hash, password)
+
+
 def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
 
@@ -37,8 +48,9 @@ def password_problem(password: str, user_inputs: list[str]) -> str | None:
         return f"must be at least {MIN_LENGTH} characters"
     if len(password) > MAX_LENGTH:
         return f"must be at most {MAX_LENGTH} characters"
-    # zxcvbn's cost grows with length; MAX_LENGTH bounds it.
-    result = zxcvbn(password, user_inputs=[u for u in user_inputs if u][:5])
+    # zxcvbn's cost grows with length; MAX_LENGTH bounds it. zxcvbn refuses anything
+    # over its own default of 72 characters with a ValueError, so pass our bound.
+    result = zxcvbn(password, user_inputs=[u for u in user_inputs if u][:5], max_length=MAX_LENGTH)
     if result["score"] < MIN_SCORE:
         warning = result["feedback"].get("warning") or "too easy to guess"
         return f"is too weak ({warning.rstrip('.').lower()}); use a longer passphrase"

@@ -14,6 +14,7 @@ from app.api_keys import repository as api_key_repo
 from app.auth import jwt_keys, secrets
 from app.auth.scopes import scopes_for
 from app.core.errors import Forbidden, Unauthorized
+from app.core.telemetry import tag_tenant
 from app.db.base import utcnow
 from app.db.engine import SessionDep
 from app.db.tenant import TenantScope, bind_tenant, mint_scope
@@ -112,6 +113,7 @@ async def authenticate(
         )
     check_tenant_status(principal.tenant)
     request.state.principal = principal
+    tag_tenant(principal.tenant_id)
     return principal
 
 

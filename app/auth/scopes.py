@@ -17,11 +17,45 @@ SCOPES: dict[str, str] = {
     "mail:read": "Read the development outbox",
     "sso:read": "Read single sign-on settings",
     "sso:write": "Change single sign-on settings",
+    "skills:read": "List skills",
+    "skills:write": "Create, change and delete skills",
+    "business_hours:read": "List business hours",
+    "business_hours:write": "Create, change and delete business hours",
+    "queues:read": "List queues",
+    "queues:write": "Create, change and delete queues",
+    "routing_profiles:read": "List routing profiles",
+    "routing_profiles:write": "Create, change and delete routing profiles",
+    "agents:read": "List agents",
+    "agents:write": "Invite agents, change their skills and profiles",
+    "phone_numbers:read": "List and search phone numbers",
+    "phone_numbers:write": "Claim, point and release phone numbers",
+    "channels:read": "List channels",
+    "channels:write": "Create, change and delete channels",
+    "flows:read": "List contact flows",
+    "flows:write": "Edit and publish contact flows",
 }
 
-_SUPERVISOR = {"me", "tenant:read", "users:read"}
+_PROVISIONING_READ = {
+    s
+    for s in SCOPES
+    if s.endswith(":read")
+    and s.split(":")[0]
+    in {
+        "skills",
+        "business_hours",
+        "queues",
+        "routing_profiles",
+        "agents",
+        "phone_numbers",
+        "channels",
+        "flows",
+    }
+}
+
+_SUPERVISOR = {"me", "tenant:read", "users:read", "agents:write"} | _PROVISIONING_READ
 _AGENT = {"me"}
-_ADMIN = set(SCOPES) - {"tenant:write"}
+# SSO settings decide who can sign in as whom (the owner included): owners only.
+_ADMIN = set(SCOPES) - {"tenant:write", "sso:write"}
 _OWNER = set(SCOPES)
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {

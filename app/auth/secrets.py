@@ -14,7 +14,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-KINDS = ("sbk", "sbr", "sbv")
+KINDS = ("sbk", "sbr", "sbv", "sbi")  # API key, refresh, verification, invitation
 
 
 @dataclass(frozen=True)
@@ -45,19 +45,30 @@ def issue(kind: str, tenant_id: uuid.UUID, record_id: uuid.UUID) -> tuple[str, s
     return f"{kind}_{ident}_{secret}", hash_secret(secret)
 
 
+_IDENT_LEN = 43  # base64url of 32 bytes, unpadded
+_SECRET_LEN = 43  # secrets.token_urlsafe(32)
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 def parse(credential: str, kind: str) -> ParsedCredential | None:
-    if len(credential) > 200 or not credential.startswith(kind + "_"):
+    """Fixed-width parse ('_' is also a base64url character, so no splitting on it)."""
+    head = len(kind) + 1
+    if len(credential) != head + _IDENT_LEN + 1 + _SECRET_LEN or not credential.startswith(
+        kind + "_"
+    ):
         return None
-    parts = credential.split("_", 2)
-    if len(parts) != 3 or not parts[2]:
+    ident = credential[head : head + _IDENT_LEN]
+    sep = credential[head + _IDENT_LEN]
+    secret = credential[head + _IDENT_LEN + 1 :]
+    if sep != "_" or not set(ident) <= _B64URL or not set(secret) <= _B64URL:
         return None
     try:
-        raw = base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4))
+        raw = base64.urlsafe_b64decode(ident + "=")
     except (ValueError, TypeError):
         return None
     if len(raw) != 32:
         return None
-    return ParsedCredential(kind, uuid.UUID(bytes=raw[16:]), uuid.UUID(bytes=raw[:16]), parts[2])
+    return ParsedCredential(kind, uuid.UUID(bytes=raw[16:]), uuid.UUID(bytes=raw[:16]), secret)
 
 
 def display_prefix(credential: str) -> str:

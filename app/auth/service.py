@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from app.auth import jwt_keys, passwords, secrets, throttle
@@ -75,7 +75,6 @@ async def issue_tokens(
 
 async def login_with_password(
     session: AsyncSession,
-    factory: async_sessionmaker[AsyncSession],
     keys: jwt_keys.SigningKeys,
     settings: Settings,
     *,
@@ -90,35 +89,32 @@ async def login_with_password(
     if login is not None:
         await bind_tenant(session, mint_scope(login.tenant_id))
         user = await user_repo.get(session, mint_scope(login.tenant_id), login.user_id)
-    ok = passwords.verify_password(user.password_hash if user else None, password)
+    ok = await passwords.verify_password_async(user.password_hash if user else None, password)
     if not ok or user is None or user.status != "active":
-        await throttle.record_failure(factory, settings, account, address)
-        raise Unauthorized("The email or password is wrong.", code="invalid-credentials")
+        await throttle.record_failure(session, settings, account, address)
+        raise Unauthorized(
+            "The email or password is wrong.", code="invalid-credentials", keep_changes=True
+        )
     tenant = await tenant_repo.get(session, user.tenant_id)
     assert tenant is not None
     check_tenant_status(tenant)
     await throttle.clear_account(session, account)
     if user.password_hash and passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash_password(password)
+        user.password_hash = await passwords.hash_password_async(password)
     user.last_login_at = utcnow()
     return await issue_tokens(session, keys, settings, user)
 
 
-async def revoke_family(
-    factory: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, family_id: uuid.UUID
-) -> None:
-    """In its own transaction, so that the revocation survives the failing request."""
-    async with factory() as session, session.begin():
-        await bind_tenant(session, mint_scope(tenant_id))
-        await session.execute(
-            update(RefreshToken)
-            .where(
-                RefreshToken.tenant_id == tenant_id,  # type: ignore[arg-type]
-                RefreshToken.family_id == family_id,  # type: ignore[arg-type]
-                col(RefreshToken.revoked_at).is_(None),
-            )  # type: ignore[union-attr]
-            .values(revoked_at=utcnow())
+async def revoke_family(session: AsyncSession, scope: TenantScope, family_id: uuid.UUID) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(
+            col(RefreshToken.tenant_id) == scope.tenant_id,
+            col(RefreshToken.family_id) == family_id,
+            col(RefreshToken.revoked_at).is_(None),
         )
+        .values(revoked_at=utcnow())
+    )
 
 
 async def _load_refresh(session: AsyncSession, credential: str) -> tuple[TenantScope, RefreshToken]:
@@ -141,7 +137,6 @@ async def _load_refresh(session: AsyncSession, credential: str) -> tuple[TenantS
 
 async def refresh(
     session: AsyncSession,
-    factory: async_sessionmaker[AsyncSession],
     keys: jwt_keys.SigningKeys,
     settings: Settings,
     credential: str,
@@ -149,10 +144,11 @@ async def refresh(
     scope, token = await _load_refresh(session, credential)
     if token.spent_at is not None and token.revoked_at is None:
         # A spent token presented again: it was stolen or replayed. Revoke the family.
-        await revoke_family(factory, scope.tenant_id, token.family_id)
+        await revoke_family(session, scope, token.family_id)
         raise Unauthorized(
             "This refresh token was already used; its session is revoked.",
             code="refresh-token-reused",
+            keep_changes=True,
         )
     if token.revoked_at is not None or token.spent_at is not None or token.expires_at <= utcnow():
         raise Unauthorized("The refresh token is invalid or expired.", code="invalid-refresh-token")

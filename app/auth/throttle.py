@@ -7,7 +7,7 @@ import math
 from datetime import timedelta
 
 from sqlalchemy import delete, func
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from app.auth.models import LoginFailure
@@ -40,15 +40,14 @@ async def check(session: AsyncSession, settings: Settings, account: str, address
 
 
 async def record_failure(
-    factory: async_sessionmaker[AsyncSession], settings: Settings, account: str, address: str
+    session: AsyncSession, settings: Settings, account: str, address: str
 ) -> None:
-    """In its own transaction: the failing request's transaction is rolled back."""
-    async with factory() as session, session.begin():
-        session.add(LoginFailure(kind="account", key=account))
-        session.add(LoginFailure(kind="address", key=address))
-        # Keep the table small: forget failures older than the window.
-        horizon = utcnow() - timedelta(seconds=settings.login_window_seconds)
-        await session.execute(delete(LoginFailure).where(col(LoginFailure.occurred_at) < horizon))
+    """Recorded in the request's transaction, which the refusal commits (keep_changes)."""
+    session.add(LoginFailure(kind="account", key=account))
+    session.add(LoginFailure(kind="address", key=address))
+    # Keep the table small: forget failures older than the window.
+    horizon = utcnow() - timedelta(seconds=settings.login_window_seconds)
+    await session.execute(delete(LoginFailure).where(col(LoginFailure.occurred_at) < horizon))
 
 
 async def clear_account(session: AsyncSession, account: str) -> None:

@@ -7,6 +7,7 @@ import re
 import uuid
 from typing import Any
 
+from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
@@ -43,7 +44,11 @@ class RequestIdMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Refuse bodies over ``max_bytes`` with 413 problem+json, declared or streamed."""
+    """Refuse bodies over ``max_bytes`` with 413 problem+json, declared or streamed.
+
+    A declared Content-Length over the limit is refused here, before the app runs; a
+    streamed body that grows past it raises a 413 HTTPException from ``receive``, which
+    the app's error handlers render."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -87,7 +92,6 @@ class BodySizeLimitMiddleware:
                     await self._reject(scope, send)
                     return
         received = 0
-        started = False
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -95,24 +99,12 @@ class BodySizeLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    # An HTTPException, because FastAPI turns anything else raised while
+                    # it reads the body into "400 error parsing the body".
+                    raise HTTPException(413, f"The request body exceeds {self.max_bytes} bytes.")
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await self._reject(scope, send)
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, limited_receive, send)
 
 
 def problem_headers() -> dict[str, Any]:

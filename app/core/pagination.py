@@ -13,6 +13,9 @@ from app.core.errors import InvalidInput
 
 T = TypeVar("T")
 
+# A cursor is a base64url UUID without padding: 16 bytes, 22 characters.
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]{22}$"
+
 
 class Page(BaseModel, Generic[T]):
     items: list[T]
@@ -39,7 +42,8 @@ def _decode_cursor(cursor: str) -> uuid.UUID:
 def page_params(
     limit: Annotated[int, Query(ge=1, le=200, description="Items per page")] = 50,
     cursor: Annotated[
-        str | None, Query(max_length=64, description="next_cursor of the previous page")
+        str | None,
+        Query(pattern=CURSOR_PATTERN, description="next_cursor of the previous page"),
     ] = None,
 ) -> PageParams:
     return PageParams(limit=limit, after_id=_decode_cursor(cursor) if cursor else None)

@@ -68,6 +68,12 @@ class EmbeddedPostgres:
     def url(self, database: str = "postgres", user: str = SUPERUSER) -> str:
         return f"postgresql://{user}@/{database}?host={self.socket_dir}"
 
+    def is_running(self) -> bool:
+        """A server answers on this data directory's socket (perhaps another process's)."""
+        return (self.data_dir / "postmaster.pid").exists() and (
+            self.socket_dir / _SOCKET_NAME
+        ).exists()
+
     # -- lifecycle -----------------------------------------------------------------
     def start(self) -> EmbeddedPostgres:
         self._check_dir()

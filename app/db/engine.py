@@ -44,12 +44,26 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
     after-commit hooks (outbound mail) run only once the commit succeeded.
     """
     from app.audit.service import flush_request_audit
+    from app.core.errors import SwitchboardError
 
     factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
     async with factory() as session:
-        async with session.begin():
+        await session.begin()
+        try:
             yield session
             await flush_request_audit(session, request)
+        except SwitchboardError as exc:
+            # Most refusals change nothing; a few must keep what they recorded (a failed
+            # login, a revoked token family) while still answering with an error.
+            if exc.keep_changes:
+                await session.commit()
+            else:
+                await session.rollback()
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+        await session.commit()
         for hook in session.info.pop("after_commit", []):
             await hook()
 

@@ -17,7 +17,12 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     summary="Readiness: the database answers and migrations are at head",
-    responses={503: {"description": "Not ready"}},
+    responses={
+        503: {
+            "description": "Not ready",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
 )
 async def readyz(request: Request) -> JSONResponse:
     expected = head_revisions()

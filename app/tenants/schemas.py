@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import unicodedata
+
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from app.auth.schemas import TenantRead, UserRead
@@ -18,7 +20,7 @@ class SignupRequest(BaseModel):
         v = " ".join(v.split())
         if not v:
             raise ValueError("must not be blank")
-        if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        if any(unicodedata.category(c) == "Cc" for c in v):
             raise ValueError("must not contain control characters")
         return v
 

@@ -45,6 +45,26 @@ async def _free_slug(session: AsyncSession, name: str) -> str:
     return f"{base}-{pysecrets.token_hex(3)}"
 
 
+async def _add_tenant(session: AsyncSession, name: str) -> Tenant:
+    """Insert a trial tenant under a free slug. Concurrent signups of one company name
+    all see the same slug free; the losers of the unique index retry with a suffix
+    (each attempt in a savepoint) instead of failing the signup."""
+    slug = await _free_slug(session, name)
+    for _ in range(5):
+        tenant = Tenant(name=name, slug=slug, status=TenantStatus.trial.value, plan="trial")
+        try:
+            async with session.begin_nested():
+                session.add(tenant)
+                await session.flush()
+        except IntegrityError as exc:
+            if "uq_tenants_slug" not in str(exc.orig):
+                raise
+            slug = f"{slugify(name)}-{pysecrets.token_hex(3)}"
+            continue
+        return tenant
+    raise Conflict("Could not find a free slug for this name; try again.", code="slug-taken")
+
+
 async def signup(
     session: AsyncSession,
     settings: Settings,
@@ -62,29 +82,22 @@ async def signup(
     if await user_repo.find_login(session, email_key) is not None:
         raise Conflict("An account with this email exists.", code="email-taken", field="body.email")
 
-    tenant = Tenant(
-        name=company_name,
-        slug=await _free_slug(session, company_name),
-        status=TenantStatus.trial.value,
-        plan="trial",
-    )
-    session.add(tenant)
+    tenant = await _add_tenant(session, company_name)
     try:
-        await session.flush()
         scope = mint_scope(tenant.id)
         await bind_tenant(session, scope)
         user = User(
             tenant_id=tenant.id,
             email=email,
             role=Role.owner.value,
-            password_hash=passwords.hash_password(password),
+            password_hash=await passwords.hash_password_async(password),
         )
         session.add(user)
         await session.flush()
         session.add(LoginEmail(email=email_key, tenant_id=tenant.id, user_id=user.id))
         await session.flush()
     except IntegrityError as exc:
-        # A concurrent signup took the email (or the slug) first.
+        # A concurrent signup took the email first (the slug has its own retry).
         raise Conflict(
             "An account with this email exists.", code="email-taken", field="body.email"
         ) from exc

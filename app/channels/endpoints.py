@@ -1,0 +1,448 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request, Response, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import BaseModel
+
+from app.audit.service import audit
+from app.auth.principal import Principal, require
+from app.channels import repository, service
+from app.channels.docs import (
+    CREATED_EXAMPLES,
+    ETAG_HEADER,
+    NO_STORE_HEADER,
+    READ_EXAMPLE,
+    problem_doc,
+)
+from app.channels.models import Channel
+from app.channels.schemas import (
+    CREATE_EXAMPLES,
+    ChannelCreate,
+    ChannelCreated,
+    ChannelPage,
+    ChannelRead,
+    ChannelUpdate,
+    EmailChannelRead,
+    EmailConfigRead,
+    MessengerChannelCreated,
+    MessengerChannelRead,
+    ProviderConfigRead,
+    SmsChannelCreated,
+    SmsChannelRead,
+    SmsConfigRead,
+    VoiceChannelRead,
+    VoiceConfigRead,
+    WebchatChannelRead,
+    WebchatConfigRead,
+    WebhookSecretIssued,
+    WechatChannelCreated,
+    WechatChannelRead,
+    WhatsappChannelCreated,
+    WhatsappChannelRead,
+)
+from app.channels.validation import CHANNEL_TYPES, ChannelType
+from app.core.concurrency import IfMatchDep, etag
+from app.core.crypto import CipherDep
+from app.core.pagination import PageParams, encode_cursor, page_params
+from app.db.engine import SessionDep
+from app.idempotency.service import IdempotencyDep
+
+
+class _ChannelRoute(APIRoute):
+    """Reports errors inside the create body's discriminated union at the field the
+    client sent (``body.config.greeting``), not under pydantic's union tag
+    (``body.webchat.config.greeting``), and a bad or missing tag at ``body.type``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def untagged(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                errors = [_untag(dict(e)) for e in exc.errors()]
+                raise RequestValidationError(errors, body=exc.body) from None
+
+        return untagged
+
+
+def _untag(err: dict[str, Any]) -> dict[str, Any]:
+    loc = tuple(err.get("loc", ()))
+    if err.get("type") in ("union_tag_invalid", "union_tag_not_found") and loc == ("body",):
+        err["loc"] = ("body", "type")
+        err["msg"] = f"must be one of: {', '.join(CHANNEL_TYPES)}"
+    elif len(loc) >= 3 and loc[0] == "body" and loc[1] in CHANNEL_TYPES:
+        err["loc"] = ("body", *loc[2:])
+    return err
+
+
+router = APIRouter(prefix="/v1/channels", tags=["channels"], route_class=_ChannelRoute)
+
+ChannelsRead = Annotated[Principal, require("channels:read")]
+ChannelsWrite = Annotated[Principal, require("channels:write")]
+
+_READ_MODELS: dict[str, type[BaseModel]] = {
+    "voice": VoiceChannelRead,
+    "webchat": WebchatChannelRead,
+    "email": EmailChannelRead,
+    "sms": SmsChannelRead,
+    "whatsapp": WhatsappChannelRead,
+    "wechat": WechatChannelRead,
+    "messenger": MessengerChannelRead,
+}
+_CREATED_MODELS: dict[str, type[BaseModel]] = {
+    "sms": SmsChannelCreated,
+    "whatsapp": WhatsappChannelCreated,
+    "wechat": WechatChannelCreated,
+    "messenger": MessengerChannelCreated,
+}
+
+
+def _config(channel: Channel, numbers: list[uuid.UUID]) -> BaseModel:
+    c = channel.config
+    match channel.type:
+        case "voice":
+            return VoiceConfigRead(phone_number_ids=numbers)
+        case "webchat":
+            return WebchatConfigRead(
+                widget_key=c["widget_key"],
+                allowed_origins=c["allowed_origins"],
+                greeting=c.get("greeting"),
+                theme=c.get("theme"),
+            )
+        case "email":
+            return EmailConfigRead(
+                local_part=c["local_part"],
+                address=c["address"],
+                reply_from=c["reply_from"],
+                display_name=c.get("display_name"),
+            )
+        case "sms":
+            return SmsConfigRead(
+                provider=c["provider"],
+                provider_account_id=c["provider_account_id"],
+                phone_number_ids=numbers,
+            )
+    return ProviderConfigRead(provider=c["provider"], provider_account_id=c["provider_account_id"])
+
+
+def _body(
+    channel: Channel, numbers: list[uuid.UUID], *, webhook_secret: str | None = None
+) -> dict[str, Any]:
+    """The JSON a client sees. Only ``_CREATED_MODELS`` carry a webhook secret, and only
+    the create and rotate-webhook-secret routes pass one."""
+    fields: dict[str, Any] = {
+        "id": channel.id,
+        "type": channel.type,
+        "name": channel.name,
+        "enabled": channel.enabled,
+        "version": channel.version,
+        "created_at": channel.created_at,
+        "updated_at": channel.updated_at,
+        "config": _config(channel, numbers),
+    }
+    model = _READ_MODELS[channel.type]
+    if channel.type in _CREATED_MODELS:
+        fields["credentials_set"] = channel.credentials_enc is not None
+        fields["credential_fields"] = list(channel.config.get("credential_fields", []))
+        if webhook_secret is not None:
+            model = _CREATED_MODELS[channel.type]
+            fields["webhook_secret"] = webhook_secret
+    out: dict[str, Any] = model.model_validate(fields).model_dump(mode="json")
+    return {"id": out.pop("id"), "type": out.pop("type"), "name": out.pop("name")} | out
+
+
+def _without_secret(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "webhook_secret": None} if "webhook_secret" in body else body
+
+
+def _headers(channel: Channel, *, secret: bool = False) -> dict[str, str]:
+    headers = {"ETag": etag(channel.version)}
+    if secret:
+        headers["Cache-Control"] = "no-store"
+    return headers
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ChannelCreated,
+    summary="Create a channel",
+    responses={
+        201: {
+            "description": "Created. For sms, whatsapp, wechat and messenger the body "
+            "carries the webhook secret: the only time it is shown.",
+            "headers": ETAG_HEADER | NO_STORE_HEADER,
+            "content": {"application/json": {"examples": CREATED_EXAMPLES}},
+        },
+        403: problem_doc(
+            "Missing the channels:write scope, or the plan's channel quota is used up",
+            "quota-exceeded",
+        ),
+        409: problem_doc(
+            "The name, inbound address or provider account is taken, or a phone number "
+            "already serves another channel of this type",
+            "channel-name-taken",
+            "address-taken",
+            "number-in-use",
+        ),
+        422: problem_doc(
+            "Bad input: the problem names the field", "validation-failed", "unknown-phone-number"
+        ),
+    },
+)
+async def create_channel(
+    body: Annotated[ChannelCreate, Body(openapi_examples=CREATE_EXAMPLES)],
+    request: Request,
+    session: SessionDep,
+    principal: ChannelsWrite,
+    idem: IdempotencyDep,
+    cipher: CipherDep,
+) -> Response:
+    """Create a voice, webchat, email, sms, whatsapp, wechat or messenger channel.
+
+    Credentials are write-only. The webhook secret of a messaging channel is in this
+    response only; an Idempotency-Key replay answers the same body with
+    ``webhook_secret: null`` (secrets are not kept for replays): rotate it if lost.
+    """
+    if (replay := await idem.replay()) is not None:
+        return replay
+    created = await service.create(
+        session,
+        principal.scope,
+        body,
+        plan=principal.tenant.plan,
+        cipher=cipher,
+        inbound_email_domain=request.app.state.settings.inbound_email_domain,
+    )
+    channel = created.channel
+    audit(
+        request,
+        "channel.create",
+        "channel",
+        channel.id,
+        name=channel.name,
+        type=channel.type,
+        enabled=channel.enabled,
+        config=_public_config(channel),
+        phone_number_ids=[str(n) for n in created.phone_number_ids] or None,
+        credentials_set=(channel.credentials_enc is not None) if created.webhook_secret else None,
+    )
+    full = _body(channel, created.phone_number_ids, webhook_secret=created.webhook_secret)
+    headers = _headers(channel, secret=created.webhook_secret is not None)
+    await idem.respond(201, _without_secret(full))  # the replay record keeps no secret
+    return JSONResponse(full, status_code=201, headers=headers)
+
+
+def _public_config(channel: Channel) -> dict[str, Any]:
+    return dict(channel.config)  # never holds a secret: see service._seal_*
+
+
+@router.get(
+    "",
+    response_model=ChannelPage,
+    summary="List channels",
+    responses={
+        200: {
+            "content": {
+                "application/json": {"example": {"items": [READ_EXAMPLE], "next_cursor": None}}
+            }
+        }
+    },
+)
+async def list_channels(
+    session: SessionDep,
+    principal: ChannelsRead,
+    page: Annotated[PageParams, Depends(page_params)],
+    type: Annotated[ChannelType | None, Query(description="Only channels of this type")] = None,
+) -> Response:
+    """The tenant's channels, newest first. Secrets are never in it."""
+    rows = await repository.list_page(session, principal.scope, page.limit, page.after_id, type)
+    more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    numbers = await service.numbers_for(session, principal.scope, rows)
+    return JSONResponse(
+        {
+            "items": [_body(c, numbers.get(c.id, [])) for c in rows],
+            "next_cursor": encode_cursor(rows[-1].id) if more else None,
+        }
+    )
+
+
+async def _one(session: SessionDep, principal: Principal, channel: Channel) -> list[uuid.UUID]:
+    return (await service.numbers_for(session, principal.scope, [channel])).get(channel.id, [])
+
+
+@router.get(
+    "/{channel_id}",
+    response_model=ChannelRead,
+    summary="Get a channel",
+    responses={
+        200: {
+            "headers": ETAG_HEADER,
+            "content": {"application/json": {"example": READ_EXAMPLE}},
+        },
+        404: problem_doc("No such channel in this tenant", "channel-not-found"),
+    },
+)
+async def get_channel(
+    channel_id: uuid.UUID, session: SessionDep, principal: ChannelsRead
+) -> Response:
+    channel = await service.get(session, principal.scope, channel_id)
+    numbers = await _one(session, principal, channel)
+    return JSONResponse(_body(channel, numbers), headers=_headers(channel))
+
+
+@router.patch(
+    "/{channel_id}",
+    response_model=ChannelRead,
+    summary="Change a channel",
+    responses={
+        200: {
+            "headers": ETAG_HEADER,
+            "content": {"application/json": {"example": READ_EXAMPLE}},
+        },
+        404: problem_doc("No such channel in this tenant", "channel-not-found"),
+        409: problem_doc(
+            "The new name is taken, or a phone number serves another channel of this type",
+            "channel-name-taken",
+            "number-in-use",
+        ),
+        412: problem_doc("If-Match names an older version", "precondition-failed"),
+        422: problem_doc(
+            "Bad input, a setting of another channel type, or a change of type",
+            "validation-failed",
+            "channel-type-immutable",
+            "unknown-phone-number",
+        ),
+    },
+)
+async def update_channel(
+    channel_id: uuid.UUID,
+    body: ChannelUpdate,
+    request: Request,
+    session: SessionDep,
+    principal: ChannelsWrite,
+    if_match: IfMatchDep,
+    cipher: CipherDep,
+) -> Response:
+    """Change the name, enabled, the type's settings, or replace the credentials
+    (write-only). The type, inbound address, provider and provider account are fixed.
+    Send If-Match with the ETag you read; a stale one answers 412."""
+    updated = await service.update(
+        session, principal.scope, channel_id, body, if_match, cipher=cipher
+    )
+    channel = updated.channel
+    changes: dict[str, Any] = {}
+    for name in updated.changed:
+        if name == "credentials":
+            changes["credentials_replaced"] = True
+        elif name == "config.phone_number_ids":
+            changes[name] = [str(n) for n in updated.phone_number_ids]
+        elif name.startswith("config."):
+            changes[name] = channel.config.get(name.removeprefix("config."))
+        else:
+            changes[name] = getattr(channel, name)
+    audit(request, "channel.update", "channel", channel.id, changed=updated.changed, **changes)
+    return JSONResponse(_body(channel, updated.phone_number_ids), headers=_headers(channel))
+
+
+@router.delete(
+    "/{channel_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete a channel",
+    responses={
+        404: problem_doc("No such channel in this tenant", "channel-not-found"),
+        409: problem_doc("Something still uses the channel", "channel-in-use"),
+        412: problem_doc("If-Match names an older version", "precondition-failed"),
+    },
+)
+async def delete_channel(
+    channel_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    principal: ChannelsWrite,
+    if_match: IfMatchDep,
+) -> Response:
+    """Delete the channel; its inbound addresses stop resolving and its numbers are
+    detached (the numbers themselves stay claimed)."""
+    channel = await service.delete(session, principal.scope, channel_id, if_match)
+    audit(request, "channel.delete", "channel", channel.id, name=channel.name, type=channel.type)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post(
+    "/{channel_id}/rotate-widget-key",
+    response_model=WebchatChannelRead,
+    summary="Issue a new widget key (webchat)",
+    responses={
+        200: {"headers": ETAG_HEADER},
+        404: problem_doc("No such channel in this tenant", "channel-not-found"),
+        409: problem_doc("Not a webchat channel", "channel-type-mismatch"),
+        412: problem_doc("If-Match names an older version", "precondition-failed"),
+    },
+)
+async def rotate_widget_key(
+    channel_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    principal: ChannelsWrite,
+    if_match: IfMatchDep,
+    idem: IdempotencyDep,
+) -> Response:
+    """Replace the public widget key; the old key stops working at once, so update the
+    embed snippet on your pages."""
+    if (replay := await idem.replay()) is not None:
+        return replay
+    channel = await service.rotate_widget_key(session, principal.scope, channel_id, if_match)
+    audit(
+        request,
+        "channel.rotate_widget_key",
+        "channel",
+        channel.id,
+        widget_key=channel.config["widget_key"],
+    )
+    return await idem.respond(200, _body(channel, []), headers=_headers(channel))
+
+
+@router.post(
+    "/{channel_id}/rotate-webhook-secret",
+    response_model=WebhookSecretIssued,
+    summary="Issue a new webhook secret (sms, whatsapp, wechat, messenger)",
+    responses={
+        200: {
+            "description": "The new secret, shown this once",
+            "headers": ETAG_HEADER | NO_STORE_HEADER,
+        },
+        404: problem_doc("No such channel in this tenant", "channel-not-found"),
+        409: problem_doc("Not a messaging channel", "channel-type-mismatch"),
+        412: problem_doc("If-Match names an older version", "precondition-failed"),
+    },
+)
+async def rotate_webhook_secret(
+    channel_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    principal: ChannelsWrite,
+    if_match: IfMatchDep,
+    idem: IdempotencyDep,
+    cipher: CipherDep,
+) -> Response:
+    """Replace the webhook secret and show the new one, once; the old one stops
+    verifying at once. An Idempotency-Key replay answers with ``webhook_secret: null``."""
+    if (replay := await idem.replay()) is not None:
+        return replay
+    channel, secret = await service.rotate_webhook_secret(
+        session, principal.scope, channel_id, if_match, cipher=cipher
+    )
+    audit(request, "channel.rotate_webhook_secret", "channel", channel.id)
+    numbers = await _one(session, principal, channel)
+    full = _body(channel, numbers, webhook_secret=secret)
+    await idem.respond(200, _without_secret(full))
+    return JSONResponse(full, headers=_headers(channel, secret=True))

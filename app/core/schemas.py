@@ -1,0 +1,28 @@
+"""Field types shared by request schemas."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
+
+
+def _clean_text(v: str) -> str:
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError("must not contain control characters")
+    v = " ".join(v.split())
+    if not v:
+        raise ValueError("must not be blank")
+    return v
+
+
+def _no_nul(v: str) -> str:
+    if "\x00" in v:
+        raise ValueError("must not contain NUL characters")
+    return v
+
+
+# A resource name: trimmed, no control characters, 1-100 characters.
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_clean_text)]
+# Free text: no NUL (PostgreSQL text cannot hold it), bounded.
+Description = Annotated[str, Field(max_length=500), AfterValidator(_no_nul)]

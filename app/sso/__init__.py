@@ -1,0 +1,1 @@
+"""Single sign-on with a tenant's own OpenID Connect provider."""
