@@ -338,18 +338,26 @@ def tenants_export(
     ] = None,
 ) -> None:
     """Write the tenant's live provisioning as a blueprint that applies back unchanged."""
-    import yaml
-
     from app.blueprints import service
 
     settings = get_settings()
     with database(settings, attach=True) as (_, app_url):
         data = _blueprint_session(app_url, lambda s: service.export(s, slug))
-        text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        text = service.dump_yaml(data)
         if output:
             output.write_text(text)
         else:
             typer.echo(text, nl=False)
+
+
+@tenants_cli.command("schema")
+def tenants_schema() -> None:
+    """Print the blueprint JSON Schema (tenants/schema.json is this, committed)."""
+    import json
+
+    from app.blueprints.jsonschema import blueprint_schema
+
+    typer.echo(json.dumps(blueprint_schema(), indent=2, sort_keys=True))
 
 
 def main() -> None:

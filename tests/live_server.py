@@ -1,8 +1,10 @@
-"""A real uvicorn server for the app on 127.0.0.1, in a thread of the test process.
+"""Real HTTP servers on 127.0.0.1, in threads of the test process.
 
-Tests that need real HTTP (schemathesis, header handling by the server) use it. The app
-instance is its own: its lifespan, and so its engine (asyncpg connections are bound to
-one event loop), live in the server's loop, apart from pytest's loop.
+``serve`` runs the app in uvicorn, for tests that need real HTTP (schemathesis, header
+handling by the server). The app instance is its own: its lifespan, and so its engine
+(asyncpg connections are bound to one event loop), live in the server's loop, apart
+from pytest's loop. ``FakeService`` is the base of the fakes of outside services
+(carriers, identity providers) that speak their provider's wire format.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 import uvicorn
 
@@ -43,3 +47,45 @@ def serve(settings: Settings, app_database_url: str) -> Iterator[str]:
         server.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+class LocalHttpServer:
+    """``handler`` served on a free port of 127.0.0.1 from a daemon thread, until stop."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class FakeService:
+    """Base of the fakes of outside services: ``start`` serves the request handler
+    class ``handler`` returns (bound to this fake) until ``stop``."""
+
+    _http: LocalHttpServer | None = None
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    @property
+    def url(self) -> str:
+        assert self._http is not None, "start the fake first"
+        return self._http.url
+
+    def start(self) -> Self:
+        self._http = LocalHttpServer(self.handler())
+        return self
+
+    def stop(self) -> None:
+        if self._http is not None:
+            self._http.stop()

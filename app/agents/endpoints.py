@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from app.agents import invitations, repository, service
 from app.agents.schemas import (
@@ -20,9 +19,9 @@ from app.audit.service import audit
 from app.auth.endpoints import user_read
 from app.auth.principal import Principal, require
 from app.auth.schemas import UserRead
-from app.core.concurrency import IfMatchDep, etag
-from app.core.errors import PROBLEM_JSON
-from app.core.pagination import Page, PageParams, encode_cursor, page_params
+from app.core.concurrency import IfMatchDep, etag, with_etag
+from app.core.openapi import PRECONDITION_FAILED, WITH_ETAG, example, problem, scope_or_quota
+from app.core.pagination import Page, PageParams, page_params, page_rows
 from app.db.engine import SessionDep
 from app.idempotency.service import IdempotencyDep
 
@@ -31,95 +30,48 @@ router = APIRouter(prefix="/v1/agents", tags=["agents"])
 AgentsRead = Annotated[Principal, require("agents:read")]
 AgentsWrite = Annotated[Principal, require("agents:write")]
 
-ETAG_HEADER = {"ETag": {"description": "The version, for If-Match", "schema": {"type": "string"}}}
-_TITLES = {
-    403: "Forbidden",
-    409: "Conflict",
-    412: "Precondition failed",
-    422: "Validation failed",
-}
-
-
-def _example(status_code: int, code: str, detail: str, field: str | None = None) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "type": f"https://switchboard.dev/problems/{code}",
-        "title": _TITLES[status_code],
-        "status": status_code,
-        "code": code,
-        "detail": detail,
-        "instance": "/v1/agents",
-        "request_id": "0f8c2d1e6b7a4c59",
-    }
-    if field:
-        value["field"] = field
-    return {"summary": code, "value": value}
-
-
-def _problems(description: str, *examples: dict[str, Any]) -> dict[str, Any]:
-    """An OpenAPI response: problem+json, with an example of each code it can carry."""
-    return {
-        "description": description,
-        "content": {
-            PROBLEM_JSON: {
-                "schema": {"$ref": "#/components/schemas/Problem"},
-                "examples": {e["summary"]: e for e in examples},
-            }
-        },
-    }
-
-
-STALE = _problems(
-    "If-Match names an older version",
-    _example(
-        412,
-        "precondition-failed",
-        'The resource changed (now "3"); fetch it again and retry.',
-        "header.If-Match",
-    ),
-)
-_UNKNOWN_SKILL = _example(
+_UNKNOWN_SKILL = example(
     422,
     "unknown-skill",
     "body.skills.0.skill_id: no such skill in this tenant",
-    "body.skills.0.skill_id",
+    field="body.skills.0.skill_id",
 )
-INVALID = _problems(
+INVALID = problem(
     "Validation failed, naming the field",
-    _example(
+    example(
         422,
         "validation-failed",
         "body.skills.0.proficiency: Input should be less than or equal to 5",
-        "body.skills.0.proficiency",
+        field="body.skills.0.proficiency",
     ),
     _UNKNOWN_SKILL,
-    _example(
+    example(
         422,
         "duplicate-skill",
         "body.skills.1.skill_id: the skill is listed twice",
-        "body.skills.1.skill_id",
+        field="body.skills.1.skill_id",
     ),
-    _example(
+    example(
         422,
         "unknown-routing-profile",
         "body.routing_profile_id: no such routing profile in this tenant",
-        "body.routing_profile_id",
+        field="body.routing_profile_id",
     ),
-    _example(
+    example(
         422,
         "unknown-supervisor",
         "body.supervisor_id: no such user in this tenant",
-        "body.supervisor_id",
+        field="body.supervisor_id",
     ),
-    _example(
+    example(
         422,
         "invalid-supervisor",
         "body.supervisor_id: must be an active user with role supervisor, admin or owner "
         "(this one is an agent)",
-        "body.supervisor_id",
+        field="body.supervisor_id",
     ),
 )
-QUOTA = _example(403, "quota-exceeded", "Your plan allows 10 agents; 10 in use.")
-SCOPE = _example(403, "insufficient-scope", "This call needs the scope 'agents:write'.")
+SEATS = scope_or_quota("agents:write", "agents", 10)
 
 
 def _mailer(request: Request) -> InvitationMailer:
@@ -127,10 +79,8 @@ def _mailer(request: Request) -> InvitationMailer:
     return InvitationMailer(st.mail_sender, st.session_factory, st.settings.public_url)
 
 
-def _ok(view: AgentView) -> JSONResponse:
-    return JSONResponse(
-        service.to_read(view).model_dump(mode="json"), headers={"ETag": etag(view.agent.version)}
-    )
+def _ok(view: AgentView) -> Response:
+    return with_etag(service.to_read(view), view.agent.version)
 
 
 # Before the "/{agent_id}" routes: a literal path segment, public (no credentials).
@@ -138,24 +88,24 @@ def _ok(view: AgentView) -> JSONResponse:
     "/invitations/accept",
     response_model=UserRead,
     responses={
-        403: _problems(
+        403: problem(
             "The tenant is suspended or closed",
-            _example(403, "tenant-suspended", "This tenant is suspended."),
+            example(403, "tenant-suspended", "This tenant is suspended."),
         ),
-        422: _problems(
+        422: problem(
             "The token is not one that can be accepted, or the password is too weak",
-            _example(
+            example(
                 422,
                 "invalid-invitation-token",
                 "The invitation token is invalid, expired or already used; ask for a new "
                 "invitation.",
-                "body.token",
+                field="body.token",
             ),
-            _example(
+            example(
                 422,
                 "weak-password",
                 "password is too weak (this is a top-100 common password); use a longer passphrase",
-                "body.password",
+                field="body.password",
             ),
         ),
     },
@@ -186,11 +136,11 @@ async def accept_invitation(
     status_code=status.HTTP_201_CREATED,
     response_model=AgentRead,
     responses={
-        201: {"headers": ETAG_HEADER},
-        403: _problems("Missing scope, or the plan's agents are all taken", SCOPE, QUOTA),
-        409: _problems(
+        201: WITH_ETAG,
+        403: SEATS,
+        409: problem(
             "The email has an account already",
-            _example(409, "email-taken", "An account with this email exists.", "body.email"),
+            example(409, "email-taken", "An account with this email exists.", field="body.email"),
         ),
         422: INVALID,
     },
@@ -241,16 +191,12 @@ async def list_agents(
         status=status,
         skill_id=skill_id,
     )
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
+    rows, next_cursor = page_rows(rows, page.limit)
     views = await service.load_many(session, principal.scope, rows)
-    return Page(
-        items=[service.to_read(v) for v in views],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return Page(items=[service.to_read(v) for v in views], next_cursor=next_cursor)
 
 
-@router.get("/{agent_id}", response_model=AgentRead, responses={200: {"headers": ETAG_HEADER}})
+@router.get("/{agent_id}", response_model=AgentRead, responses={200: WITH_ETAG})
 async def get_agent(agent_id: uuid.UUID, session: SessionDep, principal: AgentsRead) -> Response:
     return _ok(await service.load(session, principal.scope, agent_id))
 
@@ -259,19 +205,19 @@ async def get_agent(agent_id: uuid.UUID, session: SessionDep, principal: AgentsR
     "/{agent_id}",
     response_model=AgentRead,
     responses={
-        200: {"headers": ETAG_HEADER},
-        403: _problems("Missing scope, or enabling an agent needs a seat", SCOPE, QUOTA),
-        409: _problems(
+        200: WITH_ETAG,
+        403: SEATS,
+        409: problem(
             "An invited agent's status changes only by accepting",
-            _example(
+            example(
                 409,
                 "agent-still-invited",
                 "An invited agent becomes active by accepting the invitation; delete the "
                 "agent to withdraw it.",
-                "body.status",
+                field="body.status",
             ),
         ),
-        412: STALE,
+        412: PRECONDITION_FAILED,
         422: INVALID,
     },
 )
@@ -296,11 +242,11 @@ async def update_agent(
     "/{agent_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     responses={
-        409: _problems(
+        409: problem(
             "Other records still refer to this agent",
-            _example(409, "agent-in-use", "Other records refer to this agent."),
+            example(409, "agent-in-use", "Other records refer to this agent."),
         ),
-        412: STALE,
+        412: PRECONDITION_FAILED,
     },
 )
 async def delete_agent(
@@ -322,9 +268,9 @@ async def delete_agent(
     status_code=status.HTTP_201_CREATED,
     response_model=InvitationSent,
     responses={
-        409: _problems(
+        409: problem(
             "The agent is not invited any more",
-            _example(
+            example(
                 409,
                 "agent-not-invited",
                 "This agent is active; only invited agents get invitations.",

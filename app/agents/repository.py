@@ -4,12 +4,13 @@ import uuid
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import ColumnElement, delete, func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from app.agents.models import Agent, AgentInvitation, AgentSkill
 from app.auth.models import RefreshToken
+from app.db import tenant_rows
 from app.db.tenant import TenantScope
 from app.users.models import LoginEmail, User
 
@@ -17,20 +18,14 @@ from app.users.models import LoginEmail, User
 async def get(
     session: AsyncSession, scope: TenantScope, agent_id: uuid.UUID, *, for_update: bool = False
 ) -> Agent | None:
-    stmt = select(Agent).where(Agent.tenant_id == scope.tenant_id, Agent.id == agent_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+    lock: tenant_rows.Lock | None = "update" if for_update else None
+    return await tenant_rows.get(session, Agent, scope, agent_id, lock=lock)
 
 
 async def get_many(
     session: AsyncSession, scope: TenantScope, ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, Agent]:
-    ids = list(ids)
-    if not ids:
-        return {}
-    stmt = select(Agent).where(Agent.tenant_id == scope.tenant_id, col(Agent.id).in_(ids))
-    return {a.id: a for a in (await session.execute(stmt)).scalars()}
+    return await tenant_rows.get_many(session, Agent, scope, ids)
 
 
 async def get_by_email(session: AsyncSession, scope: TenantScope, email: str) -> Agent | None:
@@ -52,25 +47,19 @@ async def list_page(
     status: str | None = None,
     skill_id: uuid.UUID | None = None,
 ) -> list[Agent]:
-    stmt = select(Agent).where(Agent.tenant_id == scope.tenant_id)
+    where: list[ColumnElement[bool] | bool] = []
     if team is not None:
-        stmt = stmt.where(func.lower(Agent.team) == team.lower())
+        where.append(func.lower(Agent.team) == team.lower())
     if status is not None:
-        stmt = stmt.where(Agent.status == status)
+        where.append(Agent.status == status)
     if skill_id is not None:
-        stmt = stmt.where(
-            select(AgentSkill.agent_id)
-            .where(
-                AgentSkill.tenant_id == scope.tenant_id,
-                AgentSkill.agent_id == Agent.id,
-                AgentSkill.skill_id == skill_id,
-            )
-            .exists()
+        holds_skill = select(AgentSkill.agent_id).where(
+            AgentSkill.tenant_id == scope.tenant_id,
+            AgentSkill.agent_id == Agent.id,
+            AgentSkill.skill_id == skill_id,
         )
-    if after_id is not None:
-        stmt = stmt.where(col(Agent.id) < after_id)
-    stmt = stmt.order_by(col(Agent.id).desc()).limit(limit + 1)
-    return list((await session.execute(stmt)).scalars())
+        where.append(holds_skill.exists())
+    return await tenant_rows.list_page(session, Agent, scope, limit, after_id, *where)
 
 
 async def count_seats(session: AsyncSession, scope: TenantScope) -> int:

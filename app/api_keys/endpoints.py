@@ -9,7 +9,7 @@ from app.api_keys import repository, service
 from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
 from app.audit.service import audit
 from app.auth.principal import Principal, require
-from app.core.pagination import Page, PageParams, encode_cursor, page_params
+from app.core.pagination import Page, PageParams, page_of, page_params
 from app.db.engine import SessionDep
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api-keys"])
@@ -45,11 +45,7 @@ async def list_api_keys(
     session: SessionDep, principal: ApiKeysRead, page: Annotated[PageParams, Depends(page_params)]
 ) -> Page[ApiKeyRead]:
     rows = await repository.list_page(session, principal.scope, page.limit, page.after_id)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page(
-        items=[_read(r) for r in rows], next_cursor=encode_cursor(rows[-1].id) if more else None
-    )
+    return page_of(rows, page.limit, _read)
 
 
 @router.get("/{key_id}", response_model=ApiKeyRead)

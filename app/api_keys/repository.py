@@ -5,25 +5,20 @@ from datetime import datetime
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import select
 
 from app.api_keys.models import ApiKey
+from app.db import tenant_rows
 from app.db.tenant import TenantScope
 
 
 async def get(session: AsyncSession, scope: TenantScope, key_id: uuid.UUID) -> ApiKey | None:
-    stmt = select(ApiKey).where(ApiKey.tenant_id == scope.tenant_id, ApiKey.id == key_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return await tenant_rows.get(session, ApiKey, scope, key_id)
 
 
 async def list_page(
     session: AsyncSession, scope: TenantScope, limit: int, after_id: uuid.UUID | None
 ) -> list[ApiKey]:
-    stmt = select(ApiKey).where(ApiKey.tenant_id == scope.tenant_id)
-    if after_id is not None:
-        stmt = stmt.where(ApiKey.id < after_id)
-    stmt = stmt.order_by(ApiKey.id.desc()).limit(limit + 1)  # type: ignore[attr-defined]
-    return list((await session.execute(stmt)).scalars())
+    return await tenant_rows.list_page(session, ApiKey, scope, limit, after_id)
 
 
 async def touch(session: AsyncSession, scope: TenantScope, key_id: uuid.UUID, at: datetime) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings, get_settings
 from app.core.errors import InvalidInput
 from app.db.tenant import TenantScope
 
@@ -25,6 +26,7 @@ class Context:
     session: AsyncSession
     scope: TenantScope
     plan: str
+    settings: Settings = field(default_factory=get_settings)
     # Per kind: name -> id and id -> name, filled as kinds are read.
     ids: dict[str, dict[str, uuid.UUID]] = field(default_factory=dict)
     names: dict[str, dict[uuid.UUID, str]] = field(default_factory=dict)
@@ -76,7 +78,7 @@ class Adapter(abc.ABC):
         """Live resources in normal form (and remember their ids in ctx)."""
 
     @abc.abstractmethod
-    def normalize(self, item: dict[str, Any], where: str) -> dict[str, Any]:
+    def normalize(self, ctx: Context, item: dict[str, Any], where: str) -> dict[str, Any]:
         """A desired item in normal form (defaults filled, validated, names kept)."""
 
     @abc.abstractmethod
@@ -88,6 +90,10 @@ class Adapter(abc.ABC):
     @abc.abstractmethod
     async def delete(self, ctx: Context, name: str) -> None: ...
 
+    def refers_to(self, item: dict[str, Any]) -> set[str]:
+        """Names (lower-case) of items of this same kind that ``item`` refers to."""
+        return set()
+
     def comparable(self, item: dict[str, Any]) -> dict[str, Any]:
         """The part of the normal form that decides "changed" (write-only fields drop out)."""
         return item
@@ -97,14 +103,16 @@ def _diff_fields(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, ...]:
     return tuple(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)))
 
 
-async def _desired(adapters: list[Adapter], blueprint: dict[str, Any]) -> dict[str, dict[str, Any]]:
+async def _desired(
+    ctx: Context, adapters: list[Adapter], blueprint: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for ad in adapters:
         items = blueprint.get(ad.kind) or []
         seen: dict[str, dict[str, Any]] = {}
         for i, raw in enumerate(items):
             where = f"{ad.kind}.{i}"
-            item = ad.normalize(raw, where)
+            item = ad.normalize(ctx, raw, where)
             k = ad.key(item)
             if k in seen:
                 raise InvalidInput(
@@ -120,16 +128,16 @@ async def _desired(adapters: list[Adapter], blueprint: dict[str, Any]) -> dict[s
 async def plan(
     ctx: Context, adapters: list[Adapter], blueprint: dict[str, Any], prune: bool = False
 ) -> list[Change]:
-    desired = await _desired(adapters, blueprint)
+    desired = await _desired(ctx, adapters, blueprint)
     changes: list[Change] = []
     deletes: list[Change] = []
     for ad in adapters:
         live = {ad.key(x): x for x in await ad.live(ctx)}
+        for k in creation_order(ad, desired[ad.kind], set(live)):
+            changes.append(Change(ad.kind, str(desired[ad.kind][k][ad.identity]), "create"))
         for k, item in desired[ad.kind].items():
             name = str(item[ad.identity])
-            if k not in live:
-                changes.append(Change(ad.kind, name, "create"))
-            else:
+            if k in live:
                 fields = _diff_fields(ad.comparable(live[k]), ad.comparable(item))
                 if fields:
                     changes.append(Change(ad.kind, name, "update", fields))
@@ -147,20 +155,20 @@ async def apply(
 ) -> list[Change]:
     """Make the tenant match the blueprint. Kinds go in dependency order; inside a kind,
     creates first, then updates (so items may refer to others of their kind)."""
-    desired = await _desired(adapters, blueprint)
+    desired = await _desired(ctx, adapters, blueprint)
     done: list[Change] = []
     for ad in adapters:
         live = {ad.key(x): x for x in await ad.live(ctx)}
         positions = {
-            ad.key(ad.normalize(raw, f"{ad.kind}.{i}")): i
+            ad.key(ad.normalize(ctx, raw, f"{ad.kind}.{i}")): i
             for i, raw in enumerate(blueprint.get(ad.kind) or [])
         }
         created = set()
-        for k, item in desired[ad.kind].items():
-            if k not in live:
-                await ad.create(ctx, item, f"{ad.kind}.{positions[k]}")
-                created.add(k)
-                done.append(Change(ad.kind, str(item[ad.identity]), "create"))
+        for k in creation_order(ad, desired[ad.kind], set(live)):
+            item = desired[ad.kind][k]
+            await ad.create(ctx, item, f"{ad.kind}.{positions[k]}")
+            created.add(k)
+            done.append(Change(ad.kind, str(item[ad.identity]), "create"))
         live = {ad.key(x): x for x in await ad.live(ctx)}
         for k, item in desired[ad.kind].items():
             fields = _diff_fields(ad.comparable(live[k]), ad.comparable(item))
@@ -177,6 +185,21 @@ async def apply(
                     await ad.delete(ctx, str(x[ad.identity]))
                     done.append(Change(ad.kind, str(x[ad.identity]), "delete"))
     return done
+
+
+def creation_order(ad: Adapter, items: dict[str, dict[str, Any]], existing: set[str]) -> list[str]:
+    """New items, each after the new items of its kind it refers to (blueprint order
+    otherwise; a reference cycle is left to the service to refuse)."""
+    todo = [k for k in items if k not in existing]
+    order: list[str] = []
+    placed = set(existing)
+    while todo:
+        ready = [k for k in todo if ad.refers_to(items[k]) & set(todo) - {k} <= placed]
+        nxt = ready[0] if ready else todo[0]
+        order.append(nxt)
+        placed.add(nxt)
+        todo.remove(nxt)
+    return order
 
 
 async def export(ctx: Context, adapters: list[Adapter]) -> dict[str, list[dict[str, Any]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,10 +116,14 @@ async def plan(session: AsyncSession, data: dict[str, Any], prune: bool) -> list
     if tenant is None:
         # Nothing exists yet: everything is a create.
         changes = [engine.Change("tenant", spec.slug, "create")]
+        ctx = engine.Context(session=session, scope=mint_scope(uuid.uuid4()), plan=spec.plan)
         for ad in ADAPTERS:
+            items = {}
             for i, raw in enumerate(data.get(ad.kind) or []):
-                item = ad.normalize(raw, f"{ad.kind}.{i}")
-                changes.append(engine.Change(ad.kind, str(item[ad.identity]), "create"))
+                item = ad.normalize(ctx, raw, f"{ad.kind}.{i}")
+                items[ad.key(item)] = item
+            for k in engine.creation_order(ad, items, set()):
+                changes.append(engine.Change(ad.kind, str(items[k][ad.identity]), "create"))
         return changes
     ctx = await context_for(session, tenant)
     return await engine.plan(ctx, ADAPTERS, data, prune)
@@ -141,3 +146,20 @@ async def export(session: AsyncSession, slug: str) -> dict[str, Any]:
         "tenant": {"slug": tenant.slug, "name": tenant.name, "plan": tenant.plan},
         **body,
     }
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    # Short lists of plain values ("09:00", "17:00"; skills' names) read best inline.
+    flow = bool(data) and all(isinstance(x, str | int | float | bool) for x in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _list)
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)

@@ -4,7 +4,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 
 from app.audit.service import audit
@@ -16,9 +15,16 @@ from app.business_hours.schemas import (
     BusinessHoursStatus,
     BusinessHoursUpdate,
 )
-from app.core.concurrency import IfMatchDep, etag
-from app.core.openapi import ETAG_HEADER, STALE_IF_MATCH, problem
-from app.core.pagination import Page, PageParams, encode_cursor, page_params
+from app.core.concurrency import IfMatchDep, etag, with_etag
+from app.core.openapi import (
+    PRECONDITION_FAILED,
+    WITH_ETAG,
+    example,
+    name_taken,
+    not_found,
+    problem,
+)
+from app.core.pagination import Page, PageParams, page_of, page_params
 from app.db.base import utcnow
 from app.db.engine import SessionDep
 from app.idempotency.service import IdempotencyDep
@@ -28,45 +34,32 @@ router = APIRouter(prefix="/v1/business-hours", tags=["business-hours"])
 HoursRead = Annotated[Principal, require("business_hours:read")]
 HoursWrite = Annotated[Principal, require("business_hours:write")]
 
-NOT_FOUND = problem(
-    404,
-    "No such business hours in this tenant",
-    {"code": "business-hours-not-found", "detail": "No such business hours."},
-)
-NAME_TAKEN = problem(
-    409,
-    "The name is taken in this tenant",
-    {
-        "code": "business-hours-name-taken",
-        "detail": "Business hours named 'US support hours' exist.",
-        "field": "body.name",
-    },
+NOT_FOUND = not_found("business-hours-not-found")
+NAME_TAKEN = name_taken(
+    "business-hours-name-taken", "Business hours named 'US support hours' exist."
 )
 INVALID = problem(
-    422,
     "Validation failed: names the field and the reason",
-    {
-        "code": "validation-failed",
-        "detail": "body.timezone: unknown IANA time zone 'Mars/Olympus'",
-        "field": "body.timezone",
-    },
-    {
-        "code": "validation-failed",
-        "detail": "body.weekly.mon.1: overlaps an earlier interval of the same day",
-        "field": "body.weekly.mon.1",
-    },
+    example(
+        422,
+        "validation-failed",
+        "body.timezone: unknown IANA time zone 'Mars/Olympus'",
+        field="body.timezone",
+    ),
+    example(
+        422,
+        "validation-failed",
+        "body.weekly.mon.1: overlaps an earlier interval of the same day",
+        field="body.weekly.mon.1",
+    ),
 )
-
-
-def _json(hours_read: BusinessHoursRead, version: int) -> JSONResponse:
-    return JSONResponse(hours_read.model_dump(mode="json"), headers={"ETag": etag(version)})
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=BusinessHoursRead,
-    responses={201: {"headers": ETAG_HEADER}, 409: NAME_TAKEN, 422: INVALID},
+    responses={201: WITH_ETAG, 409: NAME_TAKEN, 422: INVALID},
 )
 async def create_business_hours(
     body: BusinessHoursCreate,
@@ -90,24 +83,19 @@ async def list_business_hours(
     page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[BusinessHoursRead]:
     rows = await repository.list_page(session, principal.scope, page.limit, page.after_id)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page(
-        items=[service.to_read(r) for r in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return page_of(rows, page.limit, service.to_read)
 
 
 @router.get(
     "/{hours_id}",
     response_model=BusinessHoursRead,
-    responses={200: {"headers": ETAG_HEADER}, 404: NOT_FOUND},
+    responses={200: WITH_ETAG, 404: NOT_FOUND},
 )
 async def get_business_hours(
     hours_id: uuid.UUID, session: SessionDep, principal: HoursRead
 ) -> Response:
     hours = await service.get(session, principal.scope, hours_id)
-    return _json(service.to_read(hours), hours.version)
+    return with_etag(service.to_read(hours), hours.version)
 
 
 @router.get(
@@ -116,13 +104,13 @@ async def get_business_hours(
     responses={
         404: NOT_FOUND,
         422: problem(
-            422,
             "`at` is not an RFC 3339 date-time with an offset, or out of range",
-            {
-                "code": "validation-failed",
-                "detail": "query.at: Input should have timezone info",
-                "field": "query.at",
-            },
+            example(
+                422,
+                "validation-failed",
+                "query.at: Input should have timezone info",
+                field="query.at",
+            ),
         ),
     },
 )
@@ -152,10 +140,10 @@ async def business_hours_status(
     "/{hours_id}",
     response_model=BusinessHoursRead,
     responses={
-        200: {"headers": ETAG_HEADER},
+        200: WITH_ETAG,
         404: NOT_FOUND,
         409: NAME_TAKEN,
-        412: STALE_IF_MATCH,
+        412: PRECONDITION_FAILED,
         422: INVALID,
     },
 )
@@ -176,7 +164,7 @@ async def update_business_hours(
         hours.id,
         fields=sorted(body.model_fields_set),
     )
-    return _json(service.to_read(hours), hours.version)
+    return with_etag(service.to_read(hours), hours.version)
 
 
 @router.delete(
@@ -185,21 +173,29 @@ async def update_business_hours(
     responses={
         404: NOT_FOUND,
         409: problem(
-            409,
-            "Queues use these hours",
-            {
-                "code": "business-hours-in-use",
-                "detail": "Queues use these business hours; point them elsewhere first.",
-                "used_by": [
+            "Queues use these hours, or contact flows check them (in a draft or the "
+            "published version)",
+            example(
+                409,
+                "business-hours-in-use",
+                "Queues or contact flows use these business hours; point them "
+                "elsewhere first (a flow: change its draft and publish it).",
+                used_by=[
                     {
                         "type": "queue",
                         "id": "019a2b7c-0000-7000-8000-0000000000a1",
                         "name": "Billing (EN)",
-                    }
+                    },
+                    {
+                        "type": "flow",
+                        "id": "019a2b7c-0000-7000-8000-0000000000f1",
+                        "name": "Main line",
+                        "as": "published version 2",
+                    },
                 ],
-            },
+            ),
         ),
-        412: STALE_IF_MATCH,
+        412: PRECONDITION_FAILED,
     },
 )
 async def delete_business_hours(

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col, select
 
 from app.business_hours.models import BusinessHours
+from app.db import tenant_rows
 from app.db.tenant import TenantScope
+from app.db.tenant_rows import Lock
 
 
 async def get(
@@ -20,40 +20,24 @@ async def get(
 ) -> BusinessHours | None:
     """One tenant's business hours. ``for_update`` locks the row FOR NO KEY UPDATE (a
     queue may still reference it meanwhile); ``for_delete`` locks it FOR UPDATE."""
-    stmt = select(BusinessHours).where(
-        BusinessHours.tenant_id == scope.tenant_id, BusinessHours.id == hours_id
+    lock: Lock | None = "update" if for_delete else "no key update" if for_update else None
+    return await tenant_rows.get(
+        session, BusinessHours, scope, hours_id, lock=lock, populate_existing=lock is not None
     )
-    if for_delete:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    elif for_update:
-        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
-    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 async def get_by_name(session: AsyncSession, scope: TenantScope, name: str) -> BusinessHours | None:
-    stmt = select(BusinessHours).where(
-        BusinessHours.tenant_id == scope.tenant_id, func.lower(BusinessHours.name) == name.lower()
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return await tenant_rows.get_by_name(session, BusinessHours, scope, name)
 
 
 async def get_many(
     session: AsyncSession, scope: TenantScope, ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, BusinessHours]:
-    if not ids:
-        return {}
-    stmt = select(BusinessHours).where(
-        BusinessHours.tenant_id == scope.tenant_id, col(BusinessHours.id).in_(ids)
-    )
-    return {h.id: h for h in (await session.execute(stmt)).scalars()}
+    return await tenant_rows.get_many(session, BusinessHours, scope, ids)
 
 
 async def list_page(
     session: AsyncSession, scope: TenantScope, limit: int, after_id: uuid.UUID | None
 ) -> list[BusinessHours]:
     """Newest first; one more row than ``limit`` tells the caller there is a next page."""
-    stmt = select(BusinessHours).where(BusinessHours.tenant_id == scope.tenant_id)
-    if after_id is not None:
-        stmt = stmt.where(col(BusinessHours.id) < after_id)
-    stmt = stmt.order_by(col(BusinessHours.id).desc()).limit(limit + 1)
-    return list((await session.execute(stmt)).scalars())
+    return await tenant_rows.list_page(session, BusinessHours, scope, limit, after_id)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.business_hours.schedule import DAYS, check_timezone, overlap_index, parse_hhmm
-from app.core.schemas import Name
+from app.core.schemas import Name, StrictBool
 from app.core.validation import fail_at, patch_schema, reject_nulls
 
 
@@ -105,7 +105,7 @@ class DatedHours(BaseModel):
 
     date: date
     name: Name | None = None
-    closed: bool = False
+    closed: StrictBool = False
     open: DayHours = []
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 """Business hours: a weekly schedule and dated exceptions in an IANA time zone.
 
-Names are unique per tenant (case-insensitive). Hours that a queue uses cannot be
-deleted (the queue's foreign key is RESTRICT).
+Names are unique per tenant (case-insensitive). Hours that a queue uses (the queue's
+foreign key is RESTRICT) or a contact flow checks (its draft or published version)
+cannot be deleted.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from app.core.errors import Conflict, InvalidInput, NotFound
 from app.db.base import utcnow
 from app.db.integrity import guarded
 from app.db.tenant import TenantScope
+from app.flows import repository as flows_repo
 from app.queues.models import Queue
 
 _NAME_INDEX = "ix_business_hours_tenant_id_name"
@@ -155,8 +157,14 @@ async def delete(
         .order_by(col(Queue.name))
     )
     used_by = [{"type": "queue", "id": str(i), "name": n} for i, n in users]
+    # Flows name hours inside their graphs, without a foreign key.
+    flows = await flows_repo.flows_referencing(session, scope, "business_hours", hours.id)
+    used_by += [
+        {"type": "flow", "id": str(f.flow_id), "name": f.name, "as": f.where()} for f in flows
+    ]
     in_use = Conflict(
-        "Queues use these business hours; point them elsewhere first.",
+        "Queues or contact flows use these business hours; point them elsewhere first "
+        "(a flow: change its draft and publish it).",
         code="business-hours-in-use",
         used_by=used_by or None,
     )

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from app.core.openapi import ETAG_HEADER, example
 
-from app.core.errors import PROBLEM_JSON
-
-ETAG_HEADER = {"ETag": {"description": "The version, for If-Match", "schema": {"type": "string"}}}
 NO_STORE_HEADER = {
     "Cache-Control": {
         "description": "no-store when the body carries a secret",
@@ -14,89 +11,43 @@ NO_STORE_HEADER = {
     }
 }
 
-_PROBLEMS: dict[str, tuple[int, str, str, str | None]] = {
-    "quota-exceeded": (
-        403,
-        "Forbidden",
-        "Your plan allows 5 channels; 5 in use.",
-        None,
-    ),
-    "channel-not-found": (404, "Not found", "No such channel.", None),
-    "channel-name-taken": (409, "Conflict", "A channel named 'Website chat' exists.", "body.name"),
-    "address-taken": (
-        409,
-        "Conflict",
-        "The address support@inbound.switchboard.localhost is already in use.",
-        "body.config.local_part",
-    ),
-    "number-in-use": (
-        409,
-        "Conflict",
-        "The number already serves voice channel 'Main line'; detach it there first.",
-        "body.config.phone_number_ids.0",
-    ),
-    "channel-in-use": (409, "Conflict", "Something still uses this channel.", None),
-    "channel-type-mismatch": (
-        409,
-        "Conflict",
-        "Only webchat channels have this.",
-        "path.channel_id",
-    ),
-    "precondition-failed": (
-        412,
-        "Precondition failed",
-        'The resource changed (now "3"); fetch it again and retry.',
-        "header.If-Match",
-    ),
-    "validation-failed": (
-        422,
-        "Validation failed",
-        "body.config.allowed_origins.0: must use https (plain http only for "
-        "localhost and 127.0.0.1)",
-        "body.config.allowed_origins.0",
-    ),
-    "unknown-phone-number": (
-        422,
-        "Validation failed",
-        "No active phone number 0196b0f2-6f0e-7c3a-9a51-2f1d3c4b5a60 in this tenant.",
-        "body.config.phone_number_ids.0",
-    ),
-    "channel-type-immutable": (
-        422,
-        "Validation failed",
-        "A channel's type cannot change (this one is webchat); create a new channel.",
-        "body.type",
-    ),
-}
-
-
-def _problem_example(code: str) -> dict[str, Any]:
-    status, title, detail, field = _PROBLEMS[code]
-    body: dict[str, Any] = {
-        "type": f"https://switchboard.dev/problems/{code}",
-        "title": title,
-        "status": status,
-        "code": code,
-        "detail": detail,
-        "instance": "/v1/channels",
-        "request_id": "4f1c2e0a9b8d4c7e8f6a5b4c3d2e1f00",
-    }
-    if field:
-        body["field"] = field
-    return {"summary": code, "value": body}
-
-
-def problem_doc(description: str, *codes: str) -> dict[str, Any]:
-    """A ``responses=`` entry: problem+json with one example per error code."""
-    return {
-        "description": description,
-        "content": {
-            PROBLEM_JSON: {
-                "schema": {"$ref": "#/components/schemas/Problem"},
-                "examples": {code: _problem_example(code) for code in codes},
-            }
-        },
-    }
+NAME_TAKEN = example(
+    409, "channel-name-taken", "A channel named 'Website chat' exists.", field="body.name"
+)
+ADDRESS_TAKEN = example(
+    409,
+    "address-taken",
+    "The address support@inbound.switchboard.localhost is already in use.",
+    field="body.config.local_part",
+)
+NUMBER_IN_USE = example(
+    409,
+    "number-in-use",
+    "The number already serves voice channel 'Main line'; detach it there first.",
+    field="body.config.phone_number_ids.0",
+)
+IN_USE = example(409, "channel-in-use", "Something still uses this channel.")
+TYPE_MISMATCH = example(
+    409, "channel-type-mismatch", "Only webchat channels have this.", field="path.channel_id"
+)
+BAD_CONFIG = example(
+    422,
+    "validation-failed",
+    "body.config.allowed_origins.0: must use https (plain http only for localhost and 127.0.0.1)",
+    field="body.config.allowed_origins.0",
+)
+UNKNOWN_NUMBER = example(
+    422,
+    "unknown-phone-number",
+    "No active phone number 0196b0f2-6f0e-7c3a-9a51-2f1d3c4b5a60 in this tenant.",
+    field="body.config.phone_number_ids.0",
+)
+TYPE_IMMUTABLE = example(
+    422,
+    "channel-type-immutable",
+    "A channel's type cannot change (this one is webchat); create a new channel.",
+    field="body.type",
+)
 
 
 _BASE = {
@@ -134,4 +85,10 @@ CREATED_EXAMPLES = {
             "webhook_secret": "whsec_Jq0c8mJ2o0y3Vb5mQk6lH1p9xZr4sTt7uWv2aBcDeFg",
         },
     },
+}
+
+# A channel with its ETag: the get and change answers.
+READ_WITH_ETAG = {
+    "headers": ETAG_HEADER,
+    "content": {"application/json": {"example": READ_EXAMPLE}},
 }

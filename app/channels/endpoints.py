@@ -14,11 +14,18 @@ from app.audit.service import audit
 from app.auth.principal import Principal, require
 from app.channels import repository, service
 from app.channels.docs import (
+    ADDRESS_TAKEN,
+    BAD_CONFIG,
     CREATED_EXAMPLES,
-    ETAG_HEADER,
+    IN_USE,
+    NAME_TAKEN,
     NO_STORE_HEADER,
+    NUMBER_IN_USE,
     READ_EXAMPLE,
-    problem_doc,
+    READ_WITH_ETAG,
+    TYPE_IMMUTABLE,
+    TYPE_MISMATCH,
+    UNKNOWN_NUMBER,
 )
 from app.channels.models import Channel
 from app.channels.schemas import (
@@ -47,9 +54,17 @@ from app.channels.schemas import (
     WhatsappChannelRead,
 )
 from app.channels.validation import CHANNEL_TYPES, ChannelType
-from app.core.concurrency import IfMatchDep, etag
+from app.core.concurrency import IfMatchDep, etag, with_etag
 from app.core.crypto import CipherDep
-from app.core.pagination import PageParams, encode_cursor, page_params
+from app.core.openapi import (
+    ETAG_HEADER,
+    PRECONDITION_FAILED,
+    WITH_ETAG,
+    not_found,
+    problem,
+    scope_or_quota,
+)
+from app.core.pagination import PageParams, page_params, page_rows
 from app.db.engine import SessionDep
 from app.idempotency.service import IdempotencyDep
 
@@ -86,6 +101,8 @@ router = APIRouter(prefix="/v1/channels", tags=["channels"], route_class=_Channe
 
 ChannelsRead = Annotated[Principal, require("channels:read")]
 ChannelsWrite = Annotated[Principal, require("channels:write")]
+
+NOT_FOUND = not_found("channel-not-found")
 
 _READ_MODELS: dict[str, type[BaseModel]] = {
     "voice": VoiceChannelRead,
@@ -181,20 +198,15 @@ def _headers(channel: Channel, *, secret: bool = False) -> dict[str, str]:
             "headers": ETAG_HEADER | NO_STORE_HEADER,
             "content": {"application/json": {"examples": CREATED_EXAMPLES}},
         },
-        403: problem_doc(
-            "Missing the channels:write scope, or the plan's channel quota is used up",
-            "quota-exceeded",
-        ),
-        409: problem_doc(
+        403: scope_or_quota("channels:write", "channels", 5),
+        409: problem(
             "The name, inbound address or provider account is taken, or a phone number "
             "already serves another channel of this type",
-            "channel-name-taken",
-            "address-taken",
-            "number-in-use",
+            NAME_TAKEN,
+            ADDRESS_TAKEN,
+            NUMBER_IN_USE,
         ),
-        422: problem_doc(
-            "Bad input: the problem names the field", "validation-failed", "unknown-phone-number"
-        ),
+        422: problem("Bad input: the problem names the field", BAD_CONFIG, UNKNOWN_NUMBER),
     },
 )
 async def create_channel(
@@ -264,14 +276,10 @@ async def list_channels(
 ) -> Response:
     """The tenant's channels, newest first. Secrets are never in it."""
     rows = await repository.list_page(session, principal.scope, page.limit, page.after_id, type)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
+    rows, next_cursor = page_rows(rows, page.limit)
     numbers = await service.numbers_for(session, principal.scope, rows)
     return JSONResponse(
-        {
-            "items": [_body(c, numbers.get(c.id, [])) for c in rows],
-            "next_cursor": encode_cursor(rows[-1].id) if more else None,
-        }
+        {"items": [_body(c, numbers.get(c.id, [])) for c in rows], "next_cursor": next_cursor}
     )
 
 
@@ -284,11 +292,8 @@ async def _one(session: SessionDep, principal: Principal, channel: Channel) -> l
     response_model=ChannelRead,
     summary="Get a channel",
     responses={
-        200: {
-            "headers": ETAG_HEADER,
-            "content": {"application/json": {"example": READ_EXAMPLE}},
-        },
-        404: problem_doc("No such channel in this tenant", "channel-not-found"),
+        200: READ_WITH_ETAG,
+        404: NOT_FOUND,
     },
 )
 async def get_channel(
@@ -296,7 +301,7 @@ async def get_channel(
 ) -> Response:
     channel = await service.get(session, principal.scope, channel_id)
     numbers = await _one(session, principal, channel)
-    return JSONResponse(_body(channel, numbers), headers=_headers(channel))
+    return with_etag(_body(channel, numbers), channel.version)
 
 
 @router.patch(
@@ -304,22 +309,19 @@ async def get_channel(
     response_model=ChannelRead,
     summary="Change a channel",
     responses={
-        200: {
-            "headers": ETAG_HEADER,
-            "content": {"application/json": {"example": READ_EXAMPLE}},
-        },
-        404: problem_doc("No such channel in this tenant", "channel-not-found"),
-        409: problem_doc(
+        200: READ_WITH_ETAG,
+        404: NOT_FOUND,
+        409: problem(
             "The new name is taken, or a phone number serves another channel of this type",
-            "channel-name-taken",
-            "number-in-use",
+            NAME_TAKEN,
+            NUMBER_IN_USE,
         ),
-        412: problem_doc("If-Match names an older version", "precondition-failed"),
-        422: problem_doc(
+        412: PRECONDITION_FAILED,
+        422: problem(
             "Bad input, a setting of another channel type, or a change of type",
-            "validation-failed",
-            "channel-type-immutable",
-            "unknown-phone-number",
+            BAD_CONFIG,
+            TYPE_IMMUTABLE,
+            UNKNOWN_NUMBER,
         ),
     },
 )
@@ -350,7 +352,7 @@ async def update_channel(
         else:
             changes[name] = getattr(channel, name)
     audit(request, "channel.update", "channel", channel.id, changed=updated.changed, **changes)
-    return JSONResponse(_body(channel, updated.phone_number_ids), headers=_headers(channel))
+    return with_etag(_body(channel, updated.phone_number_ids), channel.version)
 
 
 @router.delete(
@@ -358,9 +360,9 @@ async def update_channel(
     status_code=status.HTTP_204_NO_CONTENT,
     summary="Delete a channel",
     responses={
-        404: problem_doc("No such channel in this tenant", "channel-not-found"),
-        409: problem_doc("Something still uses the channel", "channel-in-use"),
-        412: problem_doc("If-Match names an older version", "precondition-failed"),
+        404: NOT_FOUND,
+        409: problem("Something still uses the channel", IN_USE),
+        412: PRECONDITION_FAILED,
     },
 )
 async def delete_channel(
@@ -382,10 +384,10 @@ async def delete_channel(
     response_model=WebchatChannelRead,
     summary="Issue a new widget key (webchat)",
     responses={
-        200: {"headers": ETAG_HEADER},
-        404: problem_doc("No such channel in this tenant", "channel-not-found"),
-        409: problem_doc("Not a webchat channel", "channel-type-mismatch"),
-        412: problem_doc("If-Match names an older version", "precondition-failed"),
+        200: WITH_ETAG,
+        404: NOT_FOUND,
+        409: problem("Not a webchat channel", TYPE_MISMATCH),
+        412: PRECONDITION_FAILED,
     },
 )
 async def rotate_widget_key(
@@ -420,9 +422,9 @@ async def rotate_widget_key(
             "description": "The new secret, shown this once",
             "headers": ETAG_HEADER | NO_STORE_HEADER,
         },
-        404: problem_doc("No such channel in this tenant", "channel-not-found"),
-        409: problem_doc("Not a messaging channel", "channel-type-mismatch"),
-        412: problem_doc("If-Match names an older version", "precondition-failed"),
+        404: NOT_FOUND,
+        409: problem("Not a messaging channel", TYPE_MISMATCH),
+        412: PRECONDITION_FAILED,
     },
 )
 async def rotate_webhook_secret(

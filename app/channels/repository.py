@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from app.channels.models import Channel, ChannelAddress, ChannelNumber
+from app.db import tenant_rows
 from app.db.tenant import TenantScope
 from app.phone_numbers.models import PhoneNumber
 
@@ -21,17 +22,12 @@ from app.phone_numbers.models import PhoneNumber
 async def get(
     session: AsyncSession, scope: TenantScope, channel_id: uuid.UUID, *, for_update: bool = False
 ) -> Channel | None:
-    stmt = select(Channel).where(Channel.tenant_id == scope.tenant_id, Channel.id == channel_id)
-    if for_update:
-        stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+    lock: tenant_rows.Lock | None = "update" if for_update else None
+    return await tenant_rows.get(session, Channel, scope, channel_id, lock=lock)
 
 
 async def get_by_name(session: AsyncSession, scope: TenantScope, name: str) -> Channel | None:
-    stmt = select(Channel).where(
-        Channel.tenant_id == scope.tenant_id, func.lower(Channel.name) == name.lower()
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return await tenant_rows.get_by_name(session, Channel, scope, name)
 
 
 async def list_page(
@@ -41,13 +37,8 @@ async def list_page(
     after_id: uuid.UUID | None,
     channel_type: str | None = None,
 ) -> list[Channel]:
-    stmt = select(Channel).where(Channel.tenant_id == scope.tenant_id)
-    if channel_type:
-        stmt = stmt.where(Channel.type == channel_type)
-    if after_id is not None:
-        stmt = stmt.where(col(Channel.id) < after_id)
-    stmt = stmt.order_by(col(Channel.id).desc()).limit(limit + 1)
-    return list((await session.execute(stmt)).scalars())
+    where = [Channel.type == channel_type] if channel_type else []
+    return await tenant_rows.list_page(session, Channel, scope, limit, after_id, *where)
 
 
 async def count(session: AsyncSession, scope: TenantScope) -> int:

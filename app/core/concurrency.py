@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from app.core.errors import SwitchboardError
 
@@ -15,6 +17,12 @@ class PreconditionFailed(SwitchboardError):
 
 def etag(version: int) -> str:
     return f'"{version}"'
+
+
+def with_etag(body: BaseModel | dict[str, Any], version: int, status: int = 200) -> JSONResponse:
+    """A JSON answer with the resource's version as its ETag."""
+    content = body.model_dump(mode="json") if isinstance(body, BaseModel) else body
+    return JSONResponse(content, status_code=status, headers={"ETag": etag(version)})
 
 
 class IfMatch:

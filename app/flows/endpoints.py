@@ -11,9 +11,17 @@ from fastapi.routing import APIRoute
 
 from app.audit.service import audit
 from app.auth.principal import Principal, require
-from app.core.concurrency import IfMatchDep, etag
-from app.core.errors import PROBLEM_JSON, InvalidInput
-from app.core.pagination import Page, PageParams, encode_cursor, page_params
+from app.core.concurrency import IfMatchDep, etag, with_etag
+from app.core.errors import InvalidInput
+from app.core.openapi import (
+    PRECONDITION_FAILED,
+    WITH_ETAG,
+    example,
+    name_taken,
+    not_found,
+    problem,
+)
+from app.core.pagination import Page, PageParams, page_of, page_params
 from app.db.engine import SessionDep
 from app.flows import repository, service
 from app.flows.graph import Problem, clean_error
@@ -59,67 +67,39 @@ FlowsWrite = Annotated[Principal, require("flows:write")]
 FlowId = Annotated[uuid.UUID, Path(description="The flow's id")]
 VersionNumber = Annotated[int, Path(ge=1, le=2**31 - 1, description="A published version")]
 
-ETAG_HEADER = {"ETag": {"description": "The version, for If-Match", "schema": {"type": "string"}}}
-_FLOW = "/v1/flows/0195f3a0-7c1e-7000-8000-0000000000aa"
-
-
-def _problem(description: str, status_code: int, code: str, detail: str, **extra: Any) -> Any:
-    example = {
-        "type": f"https://switchboard.dev/problems/{code}",
-        "title": description,
-        "status": status_code,
-        "code": code,
-        "detail": detail,
-        "instance": _FLOW,
-        "request_id": "01HZX4B0J5Y8Q2V0TS4C1N3M7K",
-        **extra,
-    }
-    return {
-        "description": description,
-        "content": {
-            PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}, "example": example}
-        },
-    }
-
-
-NOT_FOUND = _problem("No such flow (or another tenant's)", 404, "flow-not-found", "No such flow.")
-NAME_TAKEN = _problem(
-    "Name taken", 409, "flow-name-taken", "A flow named 'Main line' exists.", field="body.name"
-)
-STALE = _problem(
-    "Stale If-Match",
-    412,
-    "precondition-failed",
-    'The resource changed (now "3"); fetch it again and retry.',
-    field="header.If-Match",
-    current_etag='"3"',
-)
-BAD_GRAPH = _problem(
+NOT_FOUND = not_found("flow-not-found")
+NAME_TAKEN = name_taken("flow-name-taken", "A flow named 'Main line' exists.")
+BAD_GRAPH = problem(
     "Validation failed: names the field and the reason",
-    422,
-    "validation-failed",
-    "body.draft.nodes.menu1.options.12: must be a DTMF key (0-9, * or #) or a keyword "
-    "starting with a letter",
-    field="body.draft.nodes.menu1.options.12",
+    example(
+        422,
+        "validation-failed",
+        "body.draft.nodes.menu1.options.12: must be a DTMF key (0-9, * or #) or a keyword "
+        "starting with a letter",
+        field="body.draft.nodes.menu1.options.12",
+    ),
 )
-FLOW_INVALID = _problem(
+FLOW_INVALID = problem(
     "The draft cannot be published: every problem, each with its path",
-    422,
-    "flow-invalid",
-    "The draft has 2 problem(s); first: nodes.menu1.options.3: there is no node 'sales'",
-    field="draft.nodes.menu1.options.3",
-    problems=[
-        {
-            "path": "nodes.menu1.options.3",
-            "code": "dangling-transition",
-            "message": "there is no node 'sales'",
-        },
-        {
-            "path": "nodes.hours.business_hours_id",
-            "code": "unknown-business-hours",
-            "message": "there are no such business hours",
-        },
-    ],
+    example(
+        422,
+        "flow-invalid",
+        "The draft has 2 problem(s); first: nodes.menu1.options.3: there is no node 'sales'",
+        field="draft.nodes.menu1.options.3",
+        title="The flow cannot be published",
+        problems=[
+            {
+                "path": "nodes.menu1.options.3",
+                "code": "dangling-transition",
+                "message": "there is no node 'sales'",
+            },
+            {
+                "path": "nodes.hours.business_hours_id",
+                "code": "unknown-business-hours",
+                "message": "there are no such business hours",
+            },
+        ],
+    ),
 )
 
 
@@ -146,7 +126,7 @@ def _version(v: FlowVersion) -> dict[str, Any]:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=FlowRead,
-    responses={201: {"headers": ETAG_HEADER}, 409: NAME_TAKEN, 422: BAD_GRAPH},
+    responses={201: WITH_ETAG, 409: NAME_TAKEN, 422: BAD_GRAPH},
 )
 async def create_flow(
     body: FlowCreate,
@@ -172,34 +152,29 @@ async def list_flows(
 ) -> Page[FlowSummary]:
     """The tenant's flows, newest first (without their drafts: fetch one for that)."""
     rows = await repository.list_page(session, principal.scope, page.limit, page.after_id)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page(
-        items=[FlowSummary.model_validate(r, from_attributes=True) for r in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return page_of(rows, page.limit, lambda r: FlowSummary.model_validate(r, from_attributes=True))
 
 
 @router.get(
     "/{flow_id}",
     response_model=FlowRead,
-    responses={200: {"headers": ETAG_HEADER}, 404: NOT_FOUND},
+    responses={200: WITH_ETAG, 404: NOT_FOUND},
 )
 async def get_flow(flow_id: FlowId, session: SessionDep, principal: FlowsRead) -> Response:
     """The flow with its draft, the draft's problems and the published version number."""
     flow = await service.get(session, principal.scope, flow_id)
     read = await _read_response(session, principal, flow)
-    return JSONResponse(read, headers={"ETag": etag(flow.version)})
+    return with_etag(read, flow.version)
 
 
 @router.patch(
     "/{flow_id}",
     response_model=FlowRead,
     responses={
-        200: {"headers": ETAG_HEADER},
+        200: WITH_ETAG,
         404: NOT_FOUND,
         409: NAME_TAKEN,
-        412: STALE,
+        412: PRECONDITION_FAILED,
         422: BAD_GRAPH,
     },
 )
@@ -215,7 +190,7 @@ async def update_flow(
     flow, changed = await service.update(session, principal.scope, flow_id, body, if_match)
     audit(request, "flow.update", "flow", flow.id, changed=changed)
     read = await _read_response(session, principal, flow)
-    return JSONResponse(read, headers={"ETag": etag(flow.version)})
+    return with_etag(read, flow.version)
 
 
 @router.delete(
@@ -223,13 +198,13 @@ async def update_flow(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={
         404: NOT_FOUND,
-        409: _problem(
+        409: problem(
             "Phone numbers point at the flow",
-            409,
-            "flow-in-use",
-            "Phone numbers point at this flow; point them elsewhere first.",
+            example(
+                409, "flow-in-use", "Phone numbers point at this flow; point them elsewhere first."
+            ),
         ),
-        412: STALE,
+        412: PRECONDITION_FAILED,
     },
 )
 async def delete_flow(
@@ -282,7 +257,7 @@ async def validate_flow(
             "headers": {"Location": {"description": "The version", "schema": {"type": "string"}}},
         },
         404: NOT_FOUND,
-        412: STALE,
+        412: PRECONDITION_FAILED,
         422: FLOW_INVALID,
     },
 )
@@ -331,11 +306,11 @@ async def list_flow_versions(
     """Published versions, newest first (fetch one for its graph)."""
     before = _version_cursor(page.after_id)
     rows = await service.list_versions(session, principal.scope, flow_id, page.limit, before)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page(
-        items=[FlowVersionSummary.model_validate(r, from_attributes=True) for r in rows],
-        next_cursor=encode_cursor(uuid.UUID(int=rows[-1].number)) if more else None,
+    return page_of(
+        rows,
+        page.limit,
+        lambda v: FlowVersionSummary.model_validate(v, from_attributes=True),
+        key=lambda v: uuid.UUID(int=v.number),
     )
 
 
@@ -343,8 +318,9 @@ async def list_flow_versions(
     "/{flow_id}/versions/{number}",
     response_model=FlowVersionRead,
     responses={
-        404: _problem(
-            "No such flow or version", 404, "flow-version-not-found", "This flow has no version 7."
+        404: problem(
+            "No such flow or version",
+            example(404, "flow-version-not-found", "This flow has no version 7."),
         )
     },
 )

@@ -116,14 +116,21 @@ async def delete(
 
 
 async def check(
-    session: AsyncSession, scope: TenantScope, graph_data: dict[str, Any], channel: str
+    session: AsyncSession,
+    scope: TenantScope,
+    graph_data: dict[str, Any],
+    channel: str,
+    *,
+    hold: bool = False,
 ) -> list[Problem]:
-    """Every problem that would stop this graph from publishing for this tenant."""
+    """Every problem that would stop this graph from publishing for this tenant.
+    ``hold`` keeps the referenced queues, hours and skills from being deleted until
+    the transaction ends (publishing: see ``repository.existing``)."""
     try:
         graph = parse_graph(graph_data)
     except GraphShapeError as exc:  # stored by an older shape; not expected
         return exc.problems
-    known = await repository.existing(session, scope, references(graph))
+    known = await repository.existing(session, scope, references(graph), hold=hold)
     return validate_graph(graph, known, channel=channel)
 
 
@@ -143,7 +150,8 @@ async def publish(
     current published version publishes nothing and answers that version."""
     flow = await get(session, scope, flow_id, for_update=True)  # serializes publishers
     if_match.check(flow.version)
-    problems = await check(session, scope, flow.draft, flow.channel)
+    # Re-checks every reference against the database (a draft save checks only shape).
+    problems = await check(session, scope, flow.draft, flow.channel, hold=True)
     if problems:
         first = problems[0]
         raise FlowInvalid(

@@ -23,6 +23,7 @@ class IdempotencyKey(SQLModel, table=True):
     fingerprint: str = Field(max_length=64)  # sha256 of method, path and body
     status_code: int | None = None  # None while the first request is in flight
     response: dict[str, Any] | None = Field(default=None, sa_column=Column(JSONB))
+    headers: dict[str, str] | None = Field(default=None, sa_column=Column(JSONB))
     created_at: datetime = Field(
         default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False)
     )

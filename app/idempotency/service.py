@@ -94,7 +94,9 @@ class Idempotency:
                 code="idempotency-key-in-flight",
             )
         return JSONResponse(
-            row.response, status_code=row.status_code, headers={"Idempotent-Replayed": "true"}
+            row.response,
+            status_code=row.status_code,
+            headers={**(row.headers or {}), "Idempotent-Replayed": "true"},
         )
 
     async def respond(
@@ -113,9 +115,15 @@ class Idempotency:
                     == self.session.info["tenant_scope"].tenant_id
                 )
                 .where(IdempotencyKey.__table__.c.key == self.key)  # type: ignore[attr-defined]
-                .values(status_code=status_code, response=payload)
+                .values(status_code=status_code, response=payload, headers=_kept(headers))
             )
         return JSONResponse(payload, status_code=status_code, headers=headers)
+
+
+def _kept(headers: dict[str, str] | None) -> dict[str, str] | None:
+    """Response headers a replay repeats (the ETag, a Location)."""
+    keep = {k: v for k, v in (headers or {}).items() if k.lower() in {"etag", "location"}}
+    return keep or None
 
 
 def _idempotency(

@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
-from sqlmodel import select
 
 from app.auth.principal import Principal, require
 from app.core.errors import NotFound
-from app.core.pagination import Page, PageParams, encode_cursor, page_params
+from app.core.pagination import Page, PageParams, page_of, page_params
+from app.db import tenant_rows
 from app.db.engine import SessionDep
 from app.mail.models import OutboundMail
 
@@ -43,16 +43,14 @@ async def list_dev_outbox(
 ) -> Page[OutboundMailRead]:
     if request.app.state.settings.mail_backend != "dev":
         raise NotFound("There is no development outbox with a real mail backend.")
-    stmt = select(OutboundMail).where(
-        OutboundMail.tenant_id == principal.tenant_id, OutboundMail.backend == "dev"
+    rows = await tenant_rows.list_page(
+        session,
+        OutboundMail,
+        principal.scope,
+        page.limit,
+        page.after_id,
+        OutboundMail.backend == "dev",
     )
-    if page.after_id:
-        stmt = stmt.where(OutboundMail.id < page.after_id)
-    stmt = stmt.order_by(OutboundMail.id.desc()).limit(page.limit + 1)  # type: ignore[attr-defined]
-    rows = list((await session.execute(stmt)).scalars())
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page(
-        items=[OutboundMailRead.model_validate(r, from_attributes=True) for r in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
+    return page_of(
+        rows, page.limit, lambda r: OutboundMailRead.model_validate(r, from_attributes=True)
     )

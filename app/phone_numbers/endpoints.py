@@ -6,31 +6,29 @@ from functools import partial
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from app.audit.service import audit
 from app.auth.principal import Principal, require
-from app.core.concurrency import IfMatchDep, etag
+from app.core.concurrency import IfMatchDep, etag, with_etag
 from app.core.errors import SwitchboardError
-from app.core.pagination import Page, PageParams, encode_cursor, page_params
+from app.core.openapi import ETAG_HEADER, PRECONDITION_FAILED, WITH_ETAG, problem
+from app.core.pagination import Page, PageParams, page_of, page_params
 from app.db.engine import SessionDep
 from app.idempotency.service import IdempotencyDep
 from app.phone_numbers import repository, service
 from app.phone_numbers.carriers import AvailableNumber, Carrier, Carriers, NumberQuery
 from app.phone_numbers.models import PhoneNumber
 from app.phone_numbers.openapi import (
+    ATTACHED,
     BAD_NUMBER,
     BAD_QUERY,
-    ETAG_HEADER,
+    CARRIER_FAILED,
     NO_FLOW,
+    NOT_FOUND,
     NOT_OFFERED,
-    QUOTA,
-    R_CARRIER,
-    R_NOT_FOUND,
-    R_STALE,
     RELEASED,
+    SCOPE_OR_QUOTA,
     UNAVAILABLE,
-    problems,
 )
 from app.phone_numbers.schemas import (
     AvailableNumberRead,
@@ -93,16 +91,14 @@ def _available(n: AvailableNumber) -> AvailableNumberRead:
     )
 
 
-def _json(number: PhoneNumber) -> JSONResponse:
-    return JSONResponse(
-        _read(number).model_dump(mode="json"), headers={"ETag": etag(number.version)}
-    )
+def _json(number: PhoneNumber) -> Response:
+    return with_etag(_read(number), number.version)
 
 
 @router.get(
     "/available",
     response_model=AvailableNumbers,
-    responses={422: problems("Bad filter", BAD_QUERY), 502: R_CARRIER},
+    responses={422: problem("Bad filter", BAD_QUERY), 502: CARRIER_FAILED},
 )
 async def search_available_numbers(
     session: SessionDep,
@@ -158,10 +154,10 @@ async def available_is_read_only() -> Response:
             "headers": ETAG_HEADER,
         },
         201: {"description": "Claimed", "headers": ETAG_HEADER},
-        403: problems("Missing scope, or the plan's phone-number quota is used up", QUOTA),
-        409: problems("Someone holds the number, or it is cooling down", UNAVAILABLE),
-        422: problems("Bad number or flow", BAD_NUMBER, NOT_OFFERED, NO_FLOW),
-        502: R_CARRIER,
+        403: SCOPE_OR_QUOTA,
+        409: problem("Someone holds the number, or it is cooling down", UNAVAILABLE),
+        422: problem("Bad number or flow", BAD_NUMBER, NOT_OFFERED, NO_FLOW),
+        502: CARRIER_FAILED,
     },
 )
 async def claim_phone_number(
@@ -207,17 +203,13 @@ async def list_phone_numbers(
     rows = await repository.list_page(
         session, principal.scope, page.limit, page.after_id, status, country
     )
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page(
-        items=[_read(r) for r in rows], next_cursor=encode_cursor(rows[-1].id) if more else None
-    )
+    return page_of(rows, page.limit, _read)
 
 
 @router.get(
     "/{phone_number_id}",
     response_model=PhoneNumberRead,
-    responses={200: {"headers": ETAG_HEADER}, 404: R_NOT_FOUND},
+    responses={200: WITH_ETAG, 404: NOT_FOUND},
 )
 async def get_phone_number(
     phone_number_id: uuid.UUID, session: SessionDep, principal: NumbersRead
@@ -229,11 +221,11 @@ async def get_phone_number(
     "/{phone_number_id}",
     response_model=PhoneNumberRead,
     responses={
-        200: {"headers": ETAG_HEADER},
-        404: R_NOT_FOUND,
-        409: problems("The number was released", RELEASED),
-        412: R_STALE,
-        422: problems("No such flow", NO_FLOW),
+        200: WITH_ETAG,
+        404: NOT_FOUND,
+        409: problem("The number was released", RELEASED),
+        412: PRECONDITION_FAILED,
+        422: problem("No such flow", NO_FLOW),
     },
 )
 async def update_phone_number(
@@ -259,7 +251,12 @@ async def update_phone_number(
 @router.delete(
     "/{phone_number_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={404: R_NOT_FOUND, 412: R_STALE, 502: R_CARRIER},
+    responses={
+        404: NOT_FOUND,
+        409: problem("A channel answers the number; detach it from the channel first", ATTACHED),
+        412: PRECONDITION_FAILED,
+        502: CARRIER_FAILED,
+    },
 )
 async def release_phone_number(
     phone_number_id: uuid.UUID,
@@ -270,7 +267,9 @@ async def release_phone_number(
     if_match: IfMatchDep,
 ) -> Response:
     """Release the number. It stays listed (status released), and nobody can claim it
-    again until its cool-down has passed."""
+    again until its cool-down has passed. A number attached to a channel is refused
+    (409 ``number-attached``, naming the channels in ``used_by``): remove it from the
+    channel's ``config.phone_number_ids`` first."""
     cooldown = timedelta(days=request.app.state.settings.number_cooldown_days)
     number, released = await service.release(
         session,

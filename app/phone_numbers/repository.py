@@ -9,6 +9,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from app.channels.models import Channel, ChannelNumber
+from app.db import tenant_rows
 from app.db.base import utcnow
 from app.db.tenant import TenantScope
 from app.flows.models import Flow
@@ -18,12 +20,8 @@ from app.phone_numbers.models import NumberClaim, PhoneNumber
 async def get(
     session: AsyncSession, scope: TenantScope, number_id: uuid.UUID, *, for_update: bool = False
 ) -> PhoneNumber | None:
-    stmt = select(PhoneNumber).where(
-        PhoneNumber.tenant_id == scope.tenant_id, PhoneNumber.id == number_id
-    )
-    if for_update:
-        stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+    lock: tenant_rows.Lock | None = "update" if for_update else None
+    return await tenant_rows.get(session, PhoneNumber, scope, number_id, lock=lock)
 
 
 async def list_page(
@@ -34,15 +32,9 @@ async def list_page(
     status: str | None = None,
     country: str | None = None,
 ) -> list[PhoneNumber]:
-    stmt = select(PhoneNumber).where(PhoneNumber.tenant_id == scope.tenant_id)
-    if status:
-        stmt = stmt.where(PhoneNumber.status == status)
-    if country:
-        stmt = stmt.where(PhoneNumber.country == country)
-    if after_id is not None:
-        stmt = stmt.where(col(PhoneNumber.id) < after_id)
-    stmt = stmt.order_by(col(PhoneNumber.id).desc()).limit(limit + 1)
-    return list((await session.execute(stmt)).scalars())
+    where = [PhoneNumber.status == status] if status else []
+    where += [PhoneNumber.country == country] if country else []
+    return await tenant_rows.list_page(session, PhoneNumber, scope, limit, after_id, *where)
 
 
 async def list_held_between(
@@ -71,6 +63,25 @@ async def count_active(session: AsyncSession, scope: TenantScope) -> int:
 async def flow_exists(session: AsyncSession, scope: TenantScope, flow_id: uuid.UUID) -> bool:
     stmt = select(Flow.id).where(Flow.tenant_id == scope.tenant_id, Flow.id == flow_id)
     return (await session.execute(stmt)).first() is not None
+
+
+async def channels_answering(
+    session: AsyncSession, scope: TenantScope, number_id: uuid.UUID
+) -> list[tuple[uuid.UUID, str, str]]:
+    """(id, name, type) of the channels the number is attached to. A channel attaching
+    a number share-locks it (app/channels/repository.py ``active_numbers``), so under
+    the number's FOR UPDATE lock this list is complete."""
+    stmt = (
+        select(col(Channel.id), col(Channel.name), col(Channel.type))
+        .join(
+            ChannelNumber,
+            (col(ChannelNumber.tenant_id) == col(Channel.tenant_id))
+            & (col(ChannelNumber.channel_id) == col(Channel.id)),
+        )
+        .where(Channel.tenant_id == scope.tenant_id, ChannelNumber.phone_number_id == number_id)
+        .order_by(func.lower(col(Channel.name)))
+    )
+    return [(row[0], row[1], row[2]) for row in await session.execute(stmt)]
 
 
 # --- number_claims: the platform-wide register, one row per number -----------------

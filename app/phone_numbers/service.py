@@ -233,6 +233,20 @@ async def update(
 # --- release -----------------------------------------------------------------------
 
 
+def _attached(channels: list[tuple[uuid.UUID, str, str]]) -> Conflict:
+    names = ", ".join(f"'{name}'" for _, name, _ in channels)
+    what = "channel" if len(channels) == 1 else "channels"
+    return Conflict(
+        f"The number is attached to {what} {names}; detach it there first "
+        "(PATCH /v1/channels/{channel_id} with config.phone_number_ids without it).",
+        code="number-attached",
+        used_by=[
+            {"type": "channel", "id": str(i), "name": name, "channel_type": kind}
+            for i, name, kind in channels
+        ],
+    )
+
+
 async def release(
     session: AsyncSession,
     scope: TenantScope,
@@ -243,11 +257,17 @@ async def release(
     cooldown: timedelta,
 ) -> tuple[PhoneNumber, bool]:
     """Release the number at its carrier and start its cool-down; returns (number,
-    released now). Releasing a released number again changes nothing."""
+    released now). Releasing a released number again changes nothing. A number a
+    channel answers is refused (409 ``number-attached``): detach it there first."""
     number = await get(session, scope, number_id, for_update=True)
     if_match.check(number.version)
     if number.status != "active":
         return number, False
+    # Locked FOR UPDATE: channels that attached it have committed; new ones wait and
+    # then find it released.
+    channels = await repository.channels_answering(session, scope, number.id)
+    if channels:
+        raise _attached(channels)
     now = utcnow()
     number.status, number.released_at = "released", now
     number.flow_id = None  # a released number must not keep a flow from being deleted

@@ -4,13 +4,20 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from app.audit.service import audit
 from app.auth.principal import Principal, require
-from app.core.concurrency import IfMatchDep, etag
-from app.core.openapi import ETAG_HEADER, STALE_IF_MATCH, problem
-from app.core.pagination import Page, PageParams, encode_cursor, page_params
+from app.core.concurrency import IfMatchDep, etag, with_etag
+from app.core.openapi import (
+    PRECONDITION_FAILED,
+    WITH_ETAG,
+    example,
+    name_taken,
+    not_found,
+    problem,
+    scope_or_quota,
+)
+from app.core.pagination import Page, PageParams, page_of, page_params
 from app.db.engine import SessionDep
 from app.idempotency.service import IdempotencyDep
 from app.queues import repository, service
@@ -22,66 +29,41 @@ router = APIRouter(prefix="/v1/queues", tags=["queues"])
 QueuesRead = Annotated[Principal, require("queues:read")]
 QueuesWrite = Annotated[Principal, require("queues:write")]
 
-NOT_FOUND = problem(
-    404, "No such queue in this tenant", {"code": "queue-not-found", "detail": "No such queue."}
-)
-NAME_TAKEN = problem(
-    409,
-    "The name is taken in this tenant",
-    {
-        "code": "queue-name-taken",
-        "detail": "A queue named 'Billing (EN)' exists.",
-        "field": "body.name",
-    },
-)
+NOT_FOUND = not_found("queue-not-found")
+NAME_TAKEN = name_taken("queue-name-taken", "A queue named 'Billing (EN)' exists.")
 INVALID = problem(
-    422,
     "Validation failed: names the field and the reason",
-    {
-        "code": "validation-failed",
-        "detail": "body.relaxation_steps.1.skill_id: is not one of the queue's required_skills",
-        "field": "body.relaxation_steps.1.skill_id",
-    },
-    {
-        "code": "unknown-reference",
-        "detail": "body.business_hours_id: no such business hours in this tenant",
-        "field": "body.business_hours_id",
-    },
-    {
-        "code": "overflow-loop",
-        "detail": "body.overflow_queue_id: that queue overflows back to this one (a loop)",
-        "field": "body.overflow_queue_id",
-    },
+    example(
+        422,
+        "validation-failed",
+        "body.relaxation_steps.1.skill_id: is not one of the queue's required_skills",
+        field="body.relaxation_steps.1.skill_id",
+    ),
+    example(
+        422,
+        "unknown-reference",
+        "body.business_hours_id: no such business hours in this tenant",
+        field="body.business_hours_id",
+    ),
+    example(
+        422,
+        "overflow-loop",
+        "body.overflow_queue_id: that queue overflows back to this one (a loop)",
+        field="body.overflow_queue_id",
+    ),
 )
-QUOTA = problem(
-    403,
-    "The plan's queue quota is used up, or the caller lacks queues:write",
-    {
-        "code": "quota-exceeded",
-        "detail": "Your plan allows 5 queues; 5 in use.",
-        "resource": "queues",
-        "limit": 5,
-        "current": 5,
-    },
-    {
-        "code": "insufficient-scope",
-        "detail": "This call needs the scope 'queues:write'.",
-        "required_scope": "queues:write",
-    },
-)
+QUOTA = scope_or_quota("queues:write", "queues", 5)
 
 
-def _json(queue: Queue) -> JSONResponse:
-    return JSONResponse(
-        service.to_read(queue).model_dump(mode="json"), headers={"ETag": etag(queue.version)}
-    )
+def _json(queue: Queue) -> Response:
+    return with_etag(service.to_read(queue), queue.version)
 
 
 @router.post(
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=QueueRead,
-    responses={201: {"headers": ETAG_HEADER}, 403: QUOTA, 409: NAME_TAKEN, 422: INVALID},
+    responses={201: WITH_ETAG, 403: QUOTA, 409: NAME_TAKEN, 422: INVALID},
 )
 async def create_queue(
     body: QueueCreate,
@@ -105,18 +87,13 @@ async def list_queues(
     page: Annotated[PageParams, Depends(page_params)],
 ) -> Page[QueueRead]:
     rows = await repository.list_page(session, principal.scope, page.limit, page.after_id)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page(
-        items=[service.to_read(r) for r in rows],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return page_of(rows, page.limit, service.to_read)
 
 
 @router.get(
     "/{queue_id}",
     response_model=QueueRead,
-    responses={200: {"headers": ETAG_HEADER}, 404: NOT_FOUND},
+    responses={200: WITH_ETAG, 404: NOT_FOUND},
 )
 async def get_queue(queue_id: uuid.UUID, session: SessionDep, principal: QueuesRead) -> Response:
     return _json(await service.get(session, principal.scope, queue_id))
@@ -126,10 +103,10 @@ async def get_queue(queue_id: uuid.UUID, session: SessionDep, principal: QueuesR
     "/{queue_id}",
     response_model=QueueRead,
     responses={
-        200: {"headers": ETAG_HEADER},
+        200: WITH_ETAG,
         404: NOT_FOUND,
         409: NAME_TAKEN,
-        412: STALE_IF_MATCH,
+        412: PRECONDITION_FAILED,
         422: INVALID,
     },
 )
@@ -153,22 +130,29 @@ async def update_queue(
     responses={
         404: NOT_FOUND,
         409: problem(
-            409,
-            "Another queue overflows to it, or a routing profile serves it",
-            {
-                "code": "queue-in-use",
-                "detail": "Other queues or routing profiles use this queue; "
-                "remove those references first.",
-                "used_by": [
+            "Another queue overflows to it, a routing profile serves it, or a contact "
+            "flow routes to it (in its draft or its published version)",
+            example(
+                409,
+                "queue-in-use",
+                "Other queues, routing profiles or contact flows use this queue; "
+                "remove those references first (a flow: change its draft and publish it).",
+                used_by=[
                     {
                         "type": "routing_profile",
                         "id": "019a2b7c-0000-7000-8000-0000000000d1",
                         "name": "Day shift",
-                    }
+                    },
+                    {
+                        "type": "flow",
+                        "id": "019a2b7c-0000-7000-8000-0000000000f1",
+                        "name": "Main line",
+                        "as": "draft and published version 3",
+                    },
                 ],
-            },
+            ),
         ),
-        412: STALE_IF_MATCH,
+        412: PRECONDITION_FAILED,
     },
 )
 async def delete_queue(

@@ -8,7 +8,9 @@ from sqlalchemy import func, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
+from app.db import tenant_rows
 from app.db.tenant import TenantScope
+from app.db.tenant_rows import Lock
 from app.queues.models import Queue
 
 
@@ -22,39 +24,27 @@ async def get(
 ) -> Queue | None:
     """One queue of the tenant. ``for_update`` locks it FOR NO KEY UPDATE (others may
     still point at it meanwhile); ``for_delete`` locks it FOR UPDATE."""
-    stmt = select(Queue).where(Queue.tenant_id == scope.tenant_id, Queue.id == queue_id)
-    if for_delete:
-        stmt = stmt.with_for_update().execution_options(populate_existing=True)
-    elif for_update:
-        stmt = stmt.with_for_update(key_share=True).execution_options(populate_existing=True)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    lock: Lock | None = "update" if for_delete else "no key update" if for_update else None
+    return await tenant_rows.get(
+        session, Queue, scope, queue_id, lock=lock, populate_existing=lock is not None
+    )
 
 
 async def get_by_name(session: AsyncSession, scope: TenantScope, name: str) -> Queue | None:
-    stmt = select(Queue).where(
-        Queue.tenant_id == scope.tenant_id, func.lower(Queue.name) == name.lower()
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return await tenant_rows.get_by_name(session, Queue, scope, name)
 
 
 async def get_many(
     session: AsyncSession, scope: TenantScope, ids: list[uuid.UUID]
 ) -> dict[uuid.UUID, Queue]:
-    if not ids:
-        return {}
-    stmt = select(Queue).where(Queue.tenant_id == scope.tenant_id, col(Queue.id).in_(ids))
-    return {q.id: q for q in (await session.execute(stmt)).scalars()}
+    return await tenant_rows.get_many(session, Queue, scope, ids)
 
 
 async def list_page(
     session: AsyncSession, scope: TenantScope, limit: int, after_id: uuid.UUID | None
 ) -> list[Queue]:
     """Newest first; one more row than ``limit`` tells the caller there is a next page."""
-    stmt = select(Queue).where(Queue.tenant_id == scope.tenant_id)
-    if after_id is not None:
-        stmt = stmt.where(col(Queue.id) < after_id)
-    stmt = stmt.order_by(col(Queue.id).desc()).limit(limit + 1)
-    return list((await session.execute(stmt)).scalars())
+    return await tenant_rows.list_page(session, Queue, scope, limit, after_id)
 
 
 async def count(session: AsyncSession, scope: TenantScope) -> int:

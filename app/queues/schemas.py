@@ -5,9 +5,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from app.core.schemas import Description, Name
+from app.core.schemas import Description, Name, StrictBool, StrictInt
 from app.core.validation import fail_at, patch_schema, reject_nulls
 
 CHANNELS = ("voice", "video", "chat", "email", "sms", "messaging")
@@ -25,7 +25,14 @@ class RequiredSkill(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     skill_id: uuid.UUID
-    min_proficiency: int = Field(default=1, ge=1, le=5)
+    min_proficiency: StrictInt = Field(default=1, ge=1, le=5)
+
+
+def _only_true(v: Any) -> Any:
+    # Literal[True] alone would take 1 and 1.0 (they equal True in Python).
+    if v is not None and v is not True:
+        raise ValueError("must be true")
+    return v
 
 
 class OverflowTarget(BaseModel):
@@ -34,7 +41,7 @@ class OverflowTarget(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     queue_id: uuid.UUID | None = None
-    crowd: Literal[True] | None = None
+    crowd: Annotated[Literal[True] | None, BeforeValidator(_only_true)] = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> OverflowTarget:
@@ -76,12 +83,12 @@ class RelaxationStep(BaseModel):
         },
     )
 
-    after_seconds: int = Field(ge=1, le=MAX_WAIT)
+    after_seconds: StrictInt = Field(ge=1, le=MAX_WAIT)
     action: RelaxationAction
     skill_id: uuid.UUID | None = Field(
         default=None, description="lower_minimum, drop_skill: a required skill of the queue"
     )
-    to: int | None = Field(
+    to: StrictInt | None = Field(
         default=None, ge=1, le=5, description="lower_minimum: the new, lower minimum"
     )
     target: OverflowTarget | None = Field(default=None, description="add_overflow")
@@ -144,12 +151,12 @@ WrapUpCodes = Annotated[
     Field(max_length=50, description="Codes an agent picks after a contact; unique."),
     AfterValidator(_no_duplicates("", lambda c: c.lower())),
 ]
-ServiceLevelPercent = Annotated[int, Field(ge=1, le=100)]
-ServiceLevelSeconds = Annotated[int, Field(ge=1, le=7 * DAY)]
-MaxWaiting = Annotated[int, Field(ge=1, le=100_000)]
-MaxWaitSeconds = Annotated[int, Field(ge=1, le=MAX_WAIT)]
-StickySeconds = Annotated[int, Field(ge=0, le=DAY)]
-WrapUpSeconds = Annotated[int, Field(ge=0, le=3600)]
+ServiceLevelPercent = Annotated[StrictInt, Field(ge=1, le=100)]
+ServiceLevelSeconds = Annotated[StrictInt, Field(ge=1, le=7 * DAY)]
+MaxWaiting = Annotated[StrictInt, Field(ge=1, le=100_000)]
+MaxWaitSeconds = Annotated[StrictInt, Field(ge=1, le=MAX_WAIT)]
+StickySeconds = Annotated[StrictInt, Field(ge=0, le=DAY)]
+WrapUpSeconds = Annotated[StrictInt, Field(ge=0, le=3600)]
 
 
 def policy_problem(
@@ -241,7 +248,7 @@ class QueueCreate(BaseModel):
     overflow_queue_id: uuid.UUID | None = Field(
         default=None, description="Another queue of this tenant to overflow to."
     )
-    overflow_to_crowd: bool = False
+    overflow_to_crowd: StrictBool = False
     required_skills: RequiredSkills = []
     relaxation_steps: RelaxationSteps = []
     agent_selection: AgentSelection = "longest_idle"
@@ -297,7 +304,7 @@ class QueueUpdate(BaseModel):
     max_waiting: MaxWaiting | None = None
     max_wait_seconds: MaxWaitSeconds | None = None
     overflow_queue_id: uuid.UUID | None = None
-    overflow_to_crowd: bool | None = None
+    overflow_to_crowd: StrictBool | None = None
     required_skills: RequiredSkills | None = None
     relaxation_steps: RelaxationSteps | None = None
     agent_selection: AgentSelection | None = None

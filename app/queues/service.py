@@ -21,6 +21,7 @@ from app.core.errors import Conflict, InvalidInput, NotFound, SwitchboardError
 from app.db.base import utcnow
 from app.db.integrity import guarded
 from app.db.tenant import TenantScope
+from app.flows import repository as flows_repo
 from app.queues import repository
 from app.queues.models import Queue, QueueSkill
 from app.queues.schemas import (
@@ -288,8 +289,9 @@ async def update(
 async def _used_by(
     session: AsyncSession, scope: TenantScope, queue_id: uuid.UUID
 ) -> list[dict[str, Any]]:
-    """What points at this queue: other queues' overflow and relaxation targets, and
-    routing profiles that serve it."""
+    """What points at this queue: other queues' overflow and relaxation targets,
+    routing profiles that serve it, and contact flows that route to it (their draft or
+    published version)."""
     used: list[dict[str, Any]] = []
     overflow = await session.execute(
         select(col(Queue.id), col(Queue.name)).where(
@@ -313,12 +315,15 @@ async def _used_by(
         )
     )
     used += [{"type": "routing_profile", "id": str(i), "name": n} for i, n in profiles]
+    flows = await flows_repo.flows_referencing(session, scope, "queue", queue_id)
+    used += [{"type": "flow", "id": str(f.flow_id), "name": f.name, "as": f.where()} for f in flows]
     return used
 
 
 def _in_use(used: list[dict[str, Any]]) -> Conflict:
     return Conflict(
-        "Other queues or routing profiles use this queue; remove those references first.",
+        "Other queues, routing profiles or contact flows use this queue; remove those "
+        "references first (a flow: change its draft and publish it).",
         code="queue-in-use",
         used_by=used or None,
     )

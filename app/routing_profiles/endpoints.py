@@ -4,13 +4,12 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from app.audit.service import audit
 from app.auth.principal import Principal, require
-from app.core.concurrency import IfMatchDep, etag
-from app.core.errors import PROBLEM_JSON
-from app.core.pagination import Page, PageParams, encode_cursor, page_params
+from app.core.concurrency import IfMatchDep, etag, with_etag
+from app.core.openapi import PRECONDITION_FAILED, WITH_ETAG, example, name_taken, problem
+from app.core.pagination import Page, PageParams, page_params, page_rows
 from app.db.engine import SessionDep
 from app.idempotency.service import IdempotencyDep
 from app.routing_profiles import repository, service
@@ -26,89 +25,38 @@ router = APIRouter(prefix="/v1/routing-profiles", tags=["routing-profiles"])
 ProfilesRead = Annotated[Principal, require("routing_profiles:read")]
 ProfilesWrite = Annotated[Principal, require("routing_profiles:write")]
 
-ETAG_HEADER = {"ETag": {"description": "The version, for If-Match", "schema": {"type": "string"}}}
-_TITLES = {
-    403: "Forbidden",
-    409: "Conflict",
-    412: "Precondition failed",
-    422: "Validation failed",
-}
-
-
-def _example(status_code: int, code: str, detail: str, field: str | None = None) -> dict[str, Any]:
-    value: dict[str, Any] = {
-        "type": f"https://switchboard.dev/problems/{code}",
-        "title": _TITLES[status_code],
-        "status": status_code,
-        "code": code,
-        "detail": detail,
-        "instance": "/v1/routing-profiles",
-        "request_id": "0f8c2d1e6b7a4c59",
-    }
-    if field:
-        value["field"] = field
-    return {"summary": code, "value": value}
-
-
-def _problems(description: str, *examples: dict[str, Any]) -> dict[str, Any]:
-    """An OpenAPI response: problem+json, with an example of each code it can carry."""
-    return {
-        "description": description,
-        "content": {
-            PROBLEM_JSON: {
-                "schema": {"$ref": "#/components/schemas/Problem"},
-                "examples": {e["summary"]: e for e in examples},
-            }
-        },
-    }
-
-
-NAME_TAKEN = _problems(
-    "A profile of this name exists",
-    _example(
-        409, "routing-profile-name-taken", "A routing profile named 'Tier 1' exists.", "body.name"
-    ),
-)
-STALE = _problems(
-    "If-Match names an older version",
-    _example(
-        412,
-        "precondition-failed",
-        'The resource changed (now "3"); fetch it again and retry.',
-        "header.If-Match",
-    ),
-)
-INVALID = _problems(
+NAME_TAKEN = name_taken("routing-profile-name-taken", "A routing profile named 'Tier 1' exists.")
+INVALID = problem(
     "Validation failed, naming the field",
-    _example(
+    example(
         422,
         "validation-failed",
         "body.capacity_points: Input should be less than or equal to 1000",
-        "body.capacity_points",
+        field="body.capacity_points",
     ),
-    _example(
+    example(
         422,
         "cost-exceeds-capacity",
         "body.channel_costs.voice: 120 exceeds capacity_points (100); a contact of this "
         "channel could never be offered",
-        "body.channel_costs.voice",
+        field="body.channel_costs.voice",
     ),
-    _example(
+    example(
         422,
         "duplicate-queue",
         "body.queues.1.queue_id: the queue is listed twice",
-        "body.queues.1.queue_id",
+        field="body.queues.1.queue_id",
     ),
-    _example(
+    example(
         422,
         "unknown-queue",
         "body.queues.0.queue_id: no such queue in this tenant",
-        "body.queues.0.queue_id",
+        field="body.queues.0.queue_id",
     ),
 )
-IN_USE = _problems(
+IN_USE = problem(
     "Agents use this profile",
-    _example(
+    example(
         409,
         "routing-profile-in-use",
         "3 agent(s) use this routing profile; move them to another first.",
@@ -116,12 +64,8 @@ IN_USE = _problems(
 )
 
 
-def _ok(view: RoutingProfileView, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(
-        service.to_read(view).model_dump(mode="json"),
-        status_code=status_code,
-        headers={"ETag": etag(view.profile.version)},
-    )
+def _ok(view: RoutingProfileView) -> Response:
+    return with_etag(service.to_read(view), view.profile.version)
 
 
 def _changed(body: RoutingProfileUpdate) -> dict[str, Any]:
@@ -132,7 +76,7 @@ def _changed(body: RoutingProfileUpdate) -> dict[str, Any]:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=RoutingProfileRead,
-    responses={201: {"headers": ETAG_HEADER}, 409: NAME_TAKEN, 422: INVALID},
+    responses={201: WITH_ETAG, 409: NAME_TAKEN, 422: INVALID},
 )
 async def create_routing_profile(
     body: RoutingProfileCreate,
@@ -159,19 +103,15 @@ async def list_routing_profiles(
 ) -> Page[RoutingProfileRead]:
     """This tenant's routing profiles, newest first."""
     rows = await repository.list_page(session, principal.scope, page.limit, page.after_id)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
+    rows, next_cursor = page_rows(rows, page.limit)
     views = await service.load_many(session, principal.scope, rows)
-    return Page(
-        items=[service.to_read(v) for v in views],
-        next_cursor=encode_cursor(rows[-1].id) if more else None,
-    )
+    return Page(items=[service.to_read(v) for v in views], next_cursor=next_cursor)
 
 
 @router.get(
     "/{routing_profile_id}",
     response_model=RoutingProfileRead,
-    responses={200: {"headers": ETAG_HEADER}},
+    responses={200: WITH_ETAG},
 )
 async def get_routing_profile(
     routing_profile_id: uuid.UUID, session: SessionDep, principal: ProfilesRead
@@ -182,7 +122,7 @@ async def get_routing_profile(
 @router.patch(
     "/{routing_profile_id}",
     response_model=RoutingProfileRead,
-    responses={200: {"headers": ETAG_HEADER}, 409: NAME_TAKEN, 412: STALE, 422: INVALID},
+    responses={200: WITH_ETAG, 409: NAME_TAKEN, 412: PRECONDITION_FAILED, 422: INVALID},
 )
 async def update_routing_profile(
     routing_profile_id: uuid.UUID,
@@ -203,7 +143,7 @@ async def update_routing_profile(
     status_code=status.HTTP_204_NO_CONTENT,
     responses={
         409: IN_USE,
-        412: STALE,
+        412: PRECONDITION_FAILED,
     },
 )
 async def delete_routing_profile(

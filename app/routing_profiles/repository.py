@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from app.agents.models import Agent
+from app.db import tenant_rows
 from app.db.tenant import TenantScope
 from app.queues.models import Queue
 from app.routing_profiles.models import RoutingProfile, RoutingProfileQueue
@@ -16,44 +17,26 @@ from app.routing_profiles.models import RoutingProfile, RoutingProfileQueue
 async def get(
     session: AsyncSession, scope: TenantScope, profile_id: uuid.UUID, *, for_update: bool = False
 ) -> RoutingProfile | None:
-    stmt = select(RoutingProfile).where(
-        RoutingProfile.tenant_id == scope.tenant_id, RoutingProfile.id == profile_id
-    )
-    if for_update:
-        stmt = stmt.with_for_update()
-    return (await session.execute(stmt)).scalar_one_or_none()
+    lock: tenant_rows.Lock | None = "update" if for_update else None
+    return await tenant_rows.get(session, RoutingProfile, scope, profile_id, lock=lock)
 
 
 async def get_by_name(
     session: AsyncSession, scope: TenantScope, name: str
 ) -> RoutingProfile | None:
-    stmt = select(RoutingProfile).where(
-        RoutingProfile.tenant_id == scope.tenant_id,
-        func.lower(RoutingProfile.name) == name.lower(),
-    )
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return await tenant_rows.get_by_name(session, RoutingProfile, scope, name)
 
 
 async def get_many(
     session: AsyncSession, scope: TenantScope, ids: Iterable[uuid.UUID]
 ) -> dict[uuid.UUID, RoutingProfile]:
-    ids = list(ids)
-    if not ids:
-        return {}
-    stmt = select(RoutingProfile).where(
-        RoutingProfile.tenant_id == scope.tenant_id, col(RoutingProfile.id).in_(ids)
-    )
-    return {p.id: p for p in (await session.execute(stmt)).scalars()}
+    return await tenant_rows.get_many(session, RoutingProfile, scope, ids)
 
 
 async def list_page(
     session: AsyncSession, scope: TenantScope, limit: int, after_id: uuid.UUID | None
 ) -> list[RoutingProfile]:
-    stmt = select(RoutingProfile).where(RoutingProfile.tenant_id == scope.tenant_id)
-    if after_id is not None:
-        stmt = stmt.where(col(RoutingProfile.id) < after_id)
-    stmt = stmt.order_by(col(RoutingProfile.id).desc()).limit(limit + 1)
-    return list((await session.execute(stmt)).scalars())
+    return await tenant_rows.list_page(session, RoutingProfile, scope, limit, after_id)
 
 
 async def queues_of(

@@ -4,12 +4,12 @@ import uuid
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from fastapi.responses import JSONResponse
 
 from app.audit.service import audit
 from app.auth.principal import Principal, require
-from app.core.concurrency import IfMatchDep, etag
-from app.core.pagination import Page, PageParams, encode_cursor, page_params
+from app.core.concurrency import IfMatchDep, etag, with_etag
+from app.core.openapi import PRECONDITION_FAILED, WITH_ETAG, example, name_taken, problem
+from app.core.pagination import Page, PageParams, page_of, page_params
 from app.db.engine import SessionDep
 from app.idempotency.service import IdempotencyDep
 from app.skills import repository, service
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1/skills", tags=["skills"])
 SkillsRead = Annotated[Principal, require("skills:read")]
 SkillsWrite = Annotated[Principal, require("skills:write")]
 
-ETAG_HEADER = {"ETag": {"description": "The version, for If-Match", "schema": {"type": "string"}}}
+NAME_TAKEN = name_taken("skill-name-taken", "A skill named 'Spanish' exists.")
 
 
 def _read(skill: Skill) -> SkillRead:
@@ -32,7 +32,7 @@ def _read(skill: Skill) -> SkillRead:
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=SkillRead,
-    responses={201: {"headers": ETAG_HEADER}, 409: {"description": "Name taken"}},
+    responses={201: WITH_ETAG, 409: NAME_TAKEN},
 )
 async def create_skill(
     body: SkillCreate,
@@ -56,26 +56,22 @@ async def list_skills(
     kind: Annotated[Literal["skill", "language"] | None, Query()] = None,
 ) -> Page[SkillRead]:
     rows = await repository.list_page(session, principal.scope, page.limit, page.after_id, kind)
-    more = len(rows) > page.limit
-    rows = rows[: page.limit]
-    return Page(
-        items=[_read(r) for r in rows], next_cursor=encode_cursor(rows[-1].id) if more else None
-    )
+    return page_of(rows, page.limit, _read)
 
 
-@router.get("/{skill_id}", response_model=SkillRead, responses={200: {"headers": ETAG_HEADER}})
+@router.get("/{skill_id}", response_model=SkillRead, responses={200: WITH_ETAG})
 async def get_skill(skill_id: uuid.UUID, session: SessionDep, principal: SkillsRead) -> Response:
     skill = await service.get(session, principal.scope, skill_id)
-    return JSONResponse(_read(skill).model_dump(mode="json"), headers={"ETag": etag(skill.version)})
+    return with_etag(_read(skill), skill.version)
 
 
 @router.patch(
     "/{skill_id}",
     response_model=SkillRead,
     responses={
-        200: {"headers": ETAG_HEADER},
-        409: {"description": "Name taken"},
-        412: {"description": "Stale If-Match"},
+        200: WITH_ETAG,
+        409: NAME_TAKEN,
+        412: PRECONDITION_FAILED,
     },
 )
 async def update_skill(
@@ -88,13 +84,43 @@ async def update_skill(
 ) -> Response:
     skill = await service.update(session, principal.scope, skill_id, body, if_match)
     audit(request, "skill.update", "skill", skill.id, **body.model_dump(exclude_unset=True))
-    return JSONResponse(_read(skill).model_dump(mode="json"), headers={"ETag": etag(skill.version)})
+    return with_etag(_read(skill), skill.version)
 
 
 @router.delete(
     "/{skill_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses={409: {"description": "In use"}, 412: {"description": "Stale If-Match"}},
+    responses={
+        409: problem(
+            "Queues require the skill, agents hold it, or contact flows ask for it (in a "
+            "draft or the published version)",
+            example(
+                409,
+                "skill-in-use",
+                "Queues, agents or contact flows use this skill; remove it from "
+                "them first (a flow: change its draft and publish it).",
+                used_by=[
+                    {
+                        "type": "queue",
+                        "id": "019a2b7c-0000-7000-8000-0000000000a1",
+                        "name": "Billing (EN)",
+                    },
+                    {
+                        "type": "agent",
+                        "id": "019a2b7c-0000-7000-8000-0000000000e1",
+                        "name": "María López",
+                    },
+                    {
+                        "type": "flow",
+                        "id": "019a2b7c-0000-7000-8000-0000000000f1",
+                        "name": "Main line",
+                        "as": "draft",
+                    },
+                ],
+            ),
+        ),
+        412: PRECONDITION_FAILED,
+    },
 )
 async def delete_skill(
     skill_id: uuid.UUID,

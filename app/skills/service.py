@@ -1,8 +1,10 @@
-"""Skills: names unique per tenant (case-insensitive); in-use skills cannot be deleted."""
+"""Skills: names unique per tenant (case-insensitive); in-use skills cannot be deleted
+(queues and agents hold them by foreign key, contact flows inside their graphs)."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -11,6 +13,7 @@ from app.core.errors import Conflict, NotFound
 from app.db.base import utcnow
 from app.db.integrity import guarded
 from app.db.tenant import TenantScope
+from app.flows import repository as flows_repo
 from app.skills import repository
 from app.skills.models import Skill
 from app.skills.schemas import SkillCreate, SkillUpdate
@@ -82,9 +85,17 @@ async def delete(
 ) -> Skill:
     skill = await get(session, scope, skill_id, for_update=True)
     if_match.check(skill.version)
+    # Locked FOR UPDATE: a flow being published with it holds it (FOR KEY SHARE) until
+    # it commits, and queues and agents that point at it trip their foreign keys.
+    used = await _used_by(session, scope, skill.id)
     in_use = Conflict(
-        "Queues or agents use this skill; remove it from them first.", code="skill-in-use"
+        "Queues, agents or contact flows use this skill; remove it from them first "
+        "(a flow: change its draft and publish it).",
+        code="skill-in-use",
+        used_by=used or None,
     )
+    if used:
+        raise in_use
 
     async def remove() -> Skill:
         await session.delete(skill)
@@ -94,3 +105,17 @@ async def delete(
     return await guarded(
         session, remove, {"fk_queue_skills_skill": in_use, "fk_agent_skills_skill": in_use}
     )
+
+
+async def _used_by(
+    session: AsyncSession, scope: TenantScope, skill_id: uuid.UUID
+) -> list[dict[str, Any]]:
+    """What uses this skill: queues that require it, agents who hold it, and contact
+    flows that ask for it (``extra_skills``) in their draft or published version."""
+    queues = await repository.queues_requiring(session, scope, skill_id)
+    used: list[dict[str, Any]] = [{"type": "queue", "id": str(i), "name": n} for i, n in queues]
+    agents = await repository.agents_holding(session, scope, skill_id)
+    used += [{"type": "agent", "id": str(i), "name": n} for i, n in agents]
+    flows = await flows_repo.flows_referencing(session, scope, "skill", skill_id)
+    used += [{"type": "flow", "id": str(f.flow_id), "name": f.name, "as": f.where()} for f in flows]
+    return used

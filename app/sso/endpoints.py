@@ -151,7 +151,14 @@ async def sso_login(tenant_slug: TenantSlug, request: Request, session: SessionD
     "/v1/auth/sso/{tenant_slug}/callback",
     response_model=TokenPair,
     tags=["auth"],
-    responses=_PROVIDER_ERROR,
+    responses={
+        403: {
+            "description": "The email is unverified or not allowed, the user is disabled, "
+            "or a new agent would pass the plan's agents quota (quota-exceeded)",
+            **_PROBLEM,
+        },
+        **_PROVIDER_ERROR,
+    },
 )
 async def sso_callback(
     tenant_slug: TenantSlug,
@@ -168,8 +175,12 @@ async def sso_callback(
     POST /v1/auth/token.
 
     400 ``sso-state-invalid`` for an unknown, expired, reused or foreign state; 401 for
-    an ID token that fails verification; 403 for an unverified or disallowed email; 409
+    an ID token that fails verification; 403 for an unverified or disallowed email, or
+    ``quota-exceeded`` when a first login would make an agent past the plan's agents; 409
     when the email belongs to another tenant; 502 when the provider fails.
+
+    An invited agent signing in here has accepted the invitation (becomes active). A
+    first login with ``default_role`` agent makes an active agent (GET /v1/agents).
     """
     st = request.app.state
     cookie_name = service.binding_cookie_name(state) if state else None

@@ -4,6 +4,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from app.core.schemas import StrictBool
 from app.users.models import Role
 
 
@@ -40,7 +41,7 @@ class SsoOidcConfigWrite(BaseModel):
         description="Role of users created at their first SSO login: admin, supervisor or "
         "agent (never owner).",
     )
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class SsoOidcConfigRead(BaseModel):

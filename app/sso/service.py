@@ -7,7 +7,9 @@ Login (authorization code flow with PKCE, docs/decisions/0002-oidc-sso.md): ``st
 stores state, nonce and PKCE verifier server-side and answers with the provider's
 authorization URL; ``finish_login`` spends the state (once, in its own committed
 transaction), exchanges the code, verifies the ID token and finds or provisions the
-user by verified email within the tenant's allowed domains.
+user by verified email within the tenant's allowed domains. An invited agent who signs
+in this way has accepted the invitation (becomes active); a user provisioned with role
+agent gets an active agent too, a seat of the plan's agents quota.
 
 No database connection is held while the provider is called: tenant and configuration
 are read in a short transaction of their own before the outbound requests, and the
@@ -28,6 +30,9 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.agents import service as agents_service
+from app.agents.schemas import AgentCreate
+from app.agents.service import activate_invited_agent
 from app.auth import jwt_keys
 from app.auth import service as auth_service
 from app.auth.principal import check_tenant_status
@@ -395,27 +400,69 @@ def _display_name(claims: dict[str, Any]) -> str | None:
     return name or None
 
 
-async def _find_or_provision(
-    session: AsyncSession, provider: _Provider, email: str, claims: dict[str, Any]
-) -> tuple[User, bool]:
-    scope = provider.scope
-    in_other_tenant = Conflict(
+def _agent_display_name(claims: dict[str, Any], email: str) -> str:
+    """An agent needs a name colleagues see: the provider's (without C1 controls, which
+    agent names refuse), else the email's local part."""
+    name = "".join(c for c in _display_name(claims) or "" if not 127 <= ord(c) < 160)
+    return " ".join(name.split()) or email.split("@", 1)[0][:200]
+
+
+def _in_other_tenant() -> Conflict:
+    return Conflict(
         "This email address belongs to a user of another tenant.",
         code="email-in-another-tenant",
     )
+
+
+async def _existing_user(session: AsyncSession, scope: TenantScope, email: str) -> User | None:
+    """The tenant's user who logs in with ``email``; 409 when another tenant's does."""
     user = await user_repo.get_by_email(session, scope, email)
     if user is None:
         login = await user_repo.find_login(session, email)
         if login is not None and login.tenant_id != scope.tenant_id:
-            raise in_other_tenant
+            raise _in_other_tenant()
         if login is not None:
             user = await user_repo.get(session, scope, login.user_id)
+    return user
+
+
+async def _provision_agent(
+    session: AsyncSession, provider: _Provider, email: str, claims: dict[str, Any]
+) -> tuple[User, bool]:
+    """A new user of role agent, with the agent that makes them routable (through the
+    agents service, so the plan's agents quota holds: 403 quota-exceeded past it). The
+    agent starts invited without an invitation mail; ``finish_login`` activates it."""
+    scope = provider.scope
+    tenant = await tenant_repo.get(session, scope.tenant_id)
+    plan = tenant.plan if tenant is not None else "trial"
+    data = AgentCreate(email=email, display_name=_agent_display_name(claims, email))
+    try:
+        view = await agents_service.create(session, scope, data, plan, send_invitation=False)
+    except Conflict:
+        # A concurrent first login of the same person, or the email was taken just now.
+        existing = await _existing_user(session, scope, email)
+        if existing is None:
+            raise _in_other_tenant() from None
+        return existing, False
+    user = await user_repo.get(session, scope, view.agent.id)
+    assert user is not None  # made just now, in this transaction
+    user.email_verified_at = utcnow()  # the provider verified it
+    return user, True
+
+
+async def _find_or_provision(
+    session: AsyncSession, provider: _Provider, email: str, claims: dict[str, Any]
+) -> tuple[User, bool]:
+    scope = provider.scope
+    user = await _existing_user(session, scope, email)
     if user is not None:
         if user.status != "active":
             raise Forbidden("This user is disabled.", code="user-disabled")
         if user.email_verified_at is None:
             user.email_verified_at = utcnow()  # the provider verified it
         return user, False
+    if provider.default_role == Role.agent.value:
+        return await _provision_agent(session, provider, email, claims)
 
     user = User(
         tenant_id=scope.tenant_id,
@@ -440,7 +487,7 @@ async def _find_or_provision(
             else None
         )
         if existing is None:
-            raise in_other_tenant from None
+            raise _in_other_tenant() from None
         return existing, False
     return user, True
 
@@ -495,6 +542,9 @@ async def finish_login(
 
     await bind_tenant(session, provider.scope)
     user, provisioned = await _find_or_provision(session, provider, email, claims)
+    # The provider vouched for this email: an invited agent has accepted (a no-op for
+    # everyone else, so safe on every login).
+    await activate_invited_agent(session, provider.scope, user.id)
     user.last_login_at = utcnow()
     tokens = await auth_service.issue_tokens(session, keys, settings, user)
     return SsoLogin(tokens, user, provisioned, provider.scope, provider.issuer, str(claims["sub"]))

@@ -192,3 +192,29 @@ async def test_single_sign_on_of_an_invited_agent_activates_them(client, app):
     assert r.json()["status"] == "active"
     r = await client.post(ACCEPT, json={"token": token, "password": STRONG_PASSWORD})
     assert r.status_code == 422 and r.json()["code"] == "invalid-invitation-token"
+
+
+async def test_agents_made_without_an_invitation_get_one_when_resent(client, app):
+    """Tenants as code create agents quietly; an admin sends the invitation later."""
+    from app.agents import service
+    from app.agents.schemas import AgentCreate
+
+    t = await create_tenant(client)
+    scope = mint_scope(uuid.UUID(t["tenant"]["id"]))
+    async with app.state.session_factory() as session, session.begin():
+        await bind_tenant(session, scope)
+        view = await service.create(
+            session,
+            scope,
+            AgentCreate(email="quiet@example.com", display_name="Quiet"),
+            "trial",
+            send_invitation=False,
+        )
+    assert await invitation_mails(client, t, "quiet@example.com") == []
+    r = await client.get(f"/v1/agents/{view.agent.id}", headers=t["headers"])
+    assert r.json()["status"] == "invited"
+    r = await client.post(f"/v1/agents/{view.agent.id}/invitation", headers=t["headers"])
+    assert r.status_code == 201
+    token = await invitation_token(client, t, "quiet@example.com")
+    r = await client.post(ACCEPT, json={"token": token, "password": STRONG_PASSWORD})
+    assert r.status_code == 200

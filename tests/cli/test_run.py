@@ -84,6 +84,9 @@ def test_run_serves_signup_then_keeps_data_across_restarts(data_dir):
         out = _stop(proc)
     assert proc.returncode == 0, out
     assert f"http://127.0.0.1:{port}" in out and "Traceback" not in out
+    # The demo tenant is seeded, and the banner says how to log in to it.
+    assert "Log in as the demo admin: admin@northwind-outfitters.example" in out
+    assert "Log in as the demo agent: sam.sales@northwind-outfitters.example" in out
     assert not (data_dir / "pg" / "postmaster.pid").exists()  # PostgreSQL stopped too
 
     proc = _start(data_dir, port)
@@ -98,6 +101,15 @@ def test_run_serves_signup_then_keeps_data_across_restarts(data_dir):
         h = {"Authorization": f"Bearer {r.json()['access_token']}"}
         me = httpx.get(f"http://127.0.0.1:{port}/v1/me", headers=h, timeout=10).json()
         assert me["tenant"]["name"] == "Run Test"
+        demo = httpx.post(
+            f"http://127.0.0.1:{port}/v1/auth/token",
+            timeout=10,
+            json={
+                "email": "sam.sales@northwind-outfitters.example",
+                "password": "demo agent passphrase 2026",
+            },
+        )
+        assert demo.status_code == 200, demo.text
     finally:
         _stop(proc)
 

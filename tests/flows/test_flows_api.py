@@ -507,9 +507,9 @@ async def test_the_openapi_schema_documents_every_answer(client: httpx.AsyncClie
         assert statuses <= set(responses), (path, method, set(responses))
         assert {"401", "403"} <= set(responses)
     publish_422 = paths["/v1/flows/{flow_id}/publish"]["post"]["responses"]["422"]
-    example = publish_422["content"][PROBLEM_JSON]["example"]
+    example = publish_422["content"][PROBLEM_JSON]["examples"]["flow-invalid"]["value"]
     assert example["code"] == "flow-invalid" and example["problems"][0]["path"]
     stale = paths["/v1/flows/{flow_id}"]["patch"]["responses"]["412"]["content"][PROBLEM_JSON]
-    assert stale["example"]["code"] == "precondition-failed"
+    assert stale["examples"]["precondition-failed"]["value"]["code"] == "precondition-failed"
     create = schema["components"]["schemas"]["FlowCreate"]
     assert create["examples"][0]["draft"]["nodes"]["menu"]["type"] == "menu"

@@ -3,43 +3,17 @@ cannot be rewritten by the runtime role."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncpg
 import pytest
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 
-import app.models  # noqa: F401 - every table on the metadata
 from app.db import bootstrap
-from app.db.base import metadata
-from app.db.engine import create_engine
+from tests.migration_check import model_drift
 
 TABLES = {"flows", "flow_versions"}
 
 
-def _mentions_ours(diff: Any) -> bool:
-    if isinstance(diff, list):
-        return any(_mentions_ours(d) for d in diff)
-    return any(
-        getattr(part, "name", None) in TABLES
-        or getattr(getattr(part, "table", None), "name", None) in TABLES
-        or part in TABLES
-        for part in diff
-        if not isinstance(part, dict | list)
-    )
-
-
 async def test_the_migration_matches_the_models(db_urls: bootstrap.DatabaseUrls) -> None:
-    engine = create_engine(db_urls.admin, pool_size=1, max_overflow=0)
-    try:
-        async with engine.connect() as c:
-            diffs = await c.run_sync(
-                lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
-            )
-    finally:
-        await engine.dispose()
-    assert [d for d in diffs if _mentions_ours(d)] == []
+    assert await model_drift(db_urls.admin, TABLES) == []
 
 
 async def test_constraints_and_privileges(

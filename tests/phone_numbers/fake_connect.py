@@ -11,12 +11,13 @@ import hmac
 import json
 import re
 import secrets
-import threading
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.live_server import FakeService
 
 _AUTH = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<date>\d{8})/(?P<region>[^/]+)/"
@@ -42,7 +43,7 @@ class Claimed:
 
 
 @dataclass
-class FakeConnect:
+class FakeConnect(FakeService):
     access_key: str = "AKIAFAKECONNECT00001"
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(30))
     region: str = "us-east-1"
@@ -54,30 +55,14 @@ class FakeConnect:
     in_progress_polls: int = 1
     fail_claims: bool = False  # claims end in status FAILED
     requests: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
-    _server: ThreadingHTTPServer | None = None
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FakeConnect:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(_Handler):
             connect = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        return Handler
 
     # -- SigV4 -----------------------------------------------------------------------
     def auth_error(

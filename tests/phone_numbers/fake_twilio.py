@@ -9,11 +9,12 @@ import base64
 import json
 import re
 import secrets
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.live_server import FakeService
 
 _TYPES = {"Local": "local", "TollFree": "toll_free", "Mobile": "mobile"}
 
@@ -75,7 +76,7 @@ PRICES = {
 
 
 @dataclass
-class FakeTwilio:
+class FakeTwilio(FakeService):
     account_sid: str = field(default_factory=lambda: "AC" + secrets.token_hex(16))
     auth_token: str = field(default_factory=lambda: secrets.token_hex(16))
     inventory: dict[str, dict[str, Any]] = field(default_factory=_inventory)
@@ -83,30 +84,14 @@ class FakeTwilio:
     # What happened: (method, path, query or form).
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     fail_status: int | None = None  # answer everything with this status
-    _server: ThreadingHTTPServer | None = None
 
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> FakeTwilio:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(_Handler):
             twilio = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        return Handler
 
     # -- protocol ------------------------------------------------------------------
     def error(self, status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:

@@ -80,6 +80,7 @@ async def test_idempotency_key_replays_the_first_answer(client, admin_conn):
     again = await client.post("/v1/skills", json={"name": "French", "kind": "language"}, headers=h)
     assert first.status_code == again.status_code == 201
     assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+    assert again.headers["etag"] == first.headers["etag"] == '"1"'
     assert await admin_conn.fetchval("SELECT count(*) FROM skills") == 1
     r = await client.post("/v1/skills", json={"name": "German"}, headers=h)
     assert r.status_code == 422 and r.json()["code"] == "idempotency-key-reused"

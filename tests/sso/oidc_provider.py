@@ -13,15 +13,16 @@ import base64
 import hashlib
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+
+from tests.live_server import FakeService
 
 
 def _b64url(data: bytes) -> str:
@@ -42,7 +43,7 @@ class Grant:
 
 
 @dataclass
-class OidcProvider:
+class OidcProvider(FakeService):
     signing_key: RSAKey
     client_id: str = "switchboard-test"
     client_secret: str = field(default_factory=lambda: "cs-" + secrets.token_urlsafe(24))
@@ -65,31 +66,19 @@ class OidcProvider:
     token_requests: list[dict[str, str]] = field(default_factory=list)
     discovery_requests: int = 0
     _codes: dict[str, Grant] = field(default_factory=dict)
-    _server: ThreadingHTTPServer | None = None
 
     @property
     def issuer(self) -> str:
-        assert self._server is not None
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        return self.url
 
-    def start(self) -> OidcProvider:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         provider = self
 
         class Handler(_Handler):
             pass
 
         Handler.provider = provider
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        return Handler
 
     # -- protocol ------------------------------------------------------------------
     def discovery(self) -> dict[str, Any]:

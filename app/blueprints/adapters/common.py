@@ -16,8 +16,13 @@ def parse(model: type[M], data: dict[str, Any], where: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
+        from app.blueprints.adapters.generic import REFERENCES
+
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err.get("loc", ()))
+        # The blueprint names what the API calls by id: skill_id -> skill.
+        loc = ".".join(
+            REFERENCES[str(p)][0] if str(p) in REFERENCES else str(p) for p in err.get("loc", ())
+        )
         field = f"{where}.{loc}" if loc else where
         raise InvalidInput(f"{field}: {err.get('msg', 'invalid')}", field=field) from None
 

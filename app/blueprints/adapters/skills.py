@@ -24,7 +24,7 @@ class SkillsAdapter(Adapter):
                 return out
             after = rows[199].id
 
-    def normalize(self, item: dict[str, Any], where: str) -> dict[str, Any]:
+    def normalize(self, ctx: Context, item: dict[str, Any], where: str) -> dict[str, Any]:
         data = parse(SkillCreate, require_mapping(item, where), where)
         return {"name": data.name, "kind": data.kind, "description": data.description}
 
