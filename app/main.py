@@ -11,22 +11,65 @@ from fastapi import FastAPI
 from app.config import Settings, get_settings
 from app.core.errors import install_error_handlers
 from app.core.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.core.openapi import example, problem
 from app.core.telemetry import install_telemetry
 from app.db.engine import create_engine, make_session_factory
 
-PROBLEM = {
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
-}
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Bad request", **PROBLEM},
-    401: {"description": "Not authenticated", **PROBLEM},
-    403: {"description": "Forbidden (scope, tenant suspended or quota)", **PROBLEM},
-    404: {"description": "Not found (or another tenant's)", **PROBLEM},
-    409: {"description": "Conflict", **PROBLEM},
-    413: {"description": "Body too large", **PROBLEM},
-    415: {"description": "The body is not JSON", **PROBLEM},
-    422: {"description": "Validation failed: names the field and the reason", **PROBLEM},
-    429: {"description": "Throttled", **PROBLEM},
+    400: problem(
+        "Bad request", example(400, "bad-request", "The body is not UTF-8.", field="body")
+    ),
+    401: problem(
+        "Not authenticated",
+        example(401, "unauthorized", "Send 'Authorization: Bearer <token or API key>'."),
+        example(401, "invalid-credentials", "The token or API key is invalid, expired or revoked."),
+    ),
+    403: problem(
+        "Forbidden (scope, tenant suspended or quota)",
+        example(
+            403,
+            "insufficient-scope",
+            "This call needs the scope 'queues:write'.",
+            required_scope="queues:write",
+        ),
+        example(403, "tenant-suspended", "This tenant is suspended."),
+        example(
+            403,
+            "quota-exceeded",
+            "Your plan allows 5 queues; 5 in use.",
+            resource="queues",
+            limit=5,
+            current=5,
+        ),
+    ),
+    404: problem("Not found (or another tenant's)", example(404, "not-found", "Not found")),
+    409: problem("Conflict", example(409, "conflict", "The change conflicts with existing data.")),
+    413: problem(
+        "Body too large",
+        example(413, "payload-too-large", "The request body exceeds 1048576 bytes."),
+    ),
+    415: problem(
+        "The body is not JSON",
+        example(415, "unsupported-media-type", "Send the body as application/json."),
+    ),
+    422: problem(
+        "Validation failed: names the field and the reason",
+        example(
+            422,
+            "validation-failed",
+            "body.name: String should have at most 100 characters",
+            field="body.name",
+        ),
+    ),
+    429: problem(
+        "Throttled",
+        example(
+            429,
+            "login-throttled",
+            "Too many failed logins for this account; try again in 840 s.",
+            retry_after=840,
+        ),
+    ),
 }
 
 

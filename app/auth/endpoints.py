@@ -16,7 +16,7 @@ from app.auth.schemas import (
     UserRead,
     VerifyEmailRequest,
 )
-from app.core.errors import problem_response
+from app.core.openapi import example, problem
 from app.db.engine import SessionDep
 from app.db.tenant import mint_scope
 from app.users import repository as user_repo
@@ -43,7 +43,17 @@ def _address(request: Request) -> str:
 @router.post(
     "/v1/auth/token",
     response_model=TokenPair,
-    responses={429: problem_response("Too many failed logins")},
+    responses={
+        429: problem(
+            "Too many failed logins",
+            example(
+                429,
+                "login-throttled",
+                "Too many failed logins for this account; try again in 840 s.",
+                retry_after=840,
+            ),
+        )
+    },
 )
 async def create_token(body: PasswordLogin, request: Request, session: SessionDep) -> TokenPair:
     """Log in with email and password: a short-lived access token and a refresh token."""

@@ -12,6 +12,7 @@ from app.audit.service import audit
 from app.auth.principal import Principal, require
 from app.auth.schemas import TokenPair
 from app.core.crypto import CipherDep
+from app.core.openapi import example, problem
 from app.db.engine import SessionDep
 from app.db.tenant import TenantScope
 from app.sso import service
@@ -28,7 +29,10 @@ _PROBLEM = {
     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 }
 _PROVIDER_ERROR: dict[int | str, dict[str, Any]] = {
-    502: {"description": "The identity provider failed or answered wrongly", **_PROBLEM}
+    502: problem(
+        "The identity provider failed or answered wrongly",
+        example(502, "sso-provider-error", "The identity provider did not answer."),
+    )
 }
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -152,11 +156,20 @@ async def sso_login(tenant_slug: TenantSlug, request: Request, session: SessionD
     response_model=TokenPair,
     tags=["auth"],
     responses={
-        403: {
-            "description": "The email is unverified or not allowed, the user is disabled, "
+        403: problem(
+            "The email is unverified or not allowed, the user is disabled, "
             "or a new agent would pass the plan's agents quota (quota-exceeded)",
-            **_PROBLEM,
-        },
+            example(
+                403,
+                "sso-email-unverified",
+                "The identity provider has not verified this email address.",
+            ),
+            example(
+                403,
+                "sso-email-domain-not-allowed",
+                "This email's domain may not sign in to this tenant.",
+            ),
+        ),
         **_PROVIDER_ERROR,
     },
 )

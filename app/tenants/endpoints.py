@@ -8,7 +8,7 @@ from app.audit.service import audit
 from app.auth.endpoints import user_read
 from app.auth.principal import Principal, require
 from app.auth.schemas import TenantRead
-from app.core.errors import problem_response
+from app.core.openapi import example, problem
 from app.db.engine import SessionDep
 from app.db.tenant import mint_scope
 from app.tenants import service
@@ -23,7 +23,12 @@ TenantReader = Annotated[Principal, require("tenant:read")]
     "/v1/signup",
     status_code=status.HTTP_201_CREATED,
     response_model=SignupResponse,
-    responses={409: problem_response("The email is taken")},
+    responses={
+        409: problem(
+            "The email is taken",
+            example(409, "email-taken", "An account with this email exists.", field="body.email"),
+        )
+    },
 )
 async def signup(body: SignupRequest, request: Request, session: SessionDep) -> SignupResponse:
     """Create a tenant (in trial), its owner and a first API key, in one transaction."""
