@@ -5,6 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PORT ?= 8000
+# xdist workers, default `load` distribution (on 2 cores, 3 workers were slower). Not
+# `--dist loadfile`: schemathesis gives every operation of a fuzz test the same node
+# id, and loadfile then silently runs one operation per test function.
 PYTEST_WORKERS ?= 2
 
 .PHONY: install run test lint typecheck pytest clean

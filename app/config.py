@@ -6,7 +6,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from argon2.profiles import RFC_9106_LOW_MEMORY
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -90,9 +91,23 @@ class Settings(BaseSettings):
     # A released number cannot be claimed again (by anyone) for this long.
     number_cooldown_days: int = Field(default=30, ge=0, le=365)
 
+    # Password hashing cost (argon2id; memory in KiB). The defaults are RFC 9106's
+    # low-memory profile, argon2-cffi's own: keep them in production. Tests lower them.
+    # Each hash records its parameters, so hashes made at another cost still verify,
+    # and a successful login rehashes them at this one.
+    argon2_time_cost: int = Field(default=RFC_9106_LOW_MEMORY.time_cost, ge=1)
+    argon2_memory_cost: int = Field(default=RFC_9106_LOW_MEMORY.memory_cost, ge=8)
+    argon2_parallelism: int = Field(default=RFC_9106_LOW_MEMORY.parallelism, ge=1, le=255)
+
     @property
     def pg_data_dir(self) -> Path:
         return (self.pg_dir or self.data_dir / "pg").resolve()
+
+    @model_validator(mode="after")
+    def _argon2_memory_covers_lanes(self) -> Settings:
+        if self.argon2_memory_cost < 8 * self.argon2_parallelism:
+            raise ValueError("argon2_memory_cost must be at least 8 KiB per lane of parallelism")
+        return self
 
 
 @lru_cache

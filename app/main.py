@@ -81,9 +81,11 @@ def create_app(settings: Settings | None = None, app_database_url: str | None = 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from app.auth import passwords
         from app.auth.jwt_keys import load_signing_keys
         from app.mail.adapters import sender_for
 
+        passwords.configure(settings)
         engine = create_engine(
             db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
         )
