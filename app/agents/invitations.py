@@ -150,7 +150,7 @@ async def accept(
         raise InvalidInput(f"password {problem}", code="weak-password", field="body.password")
 
     invitation.accepted_at = now
-    user.password_hash = passwords.hash_password(password)
+    user.password_hash = await passwords.hash_password_async(password)
     _activate(agent, user, name)
     await session.flush()
     return Accepted(scope, agent, user)
