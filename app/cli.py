@@ -323,6 +323,18 @@ def _print_changes(changes: list, verb: str) -> None:  # type: ignore[type-arg]
     )
 
 
+def _load_blueprint(file: Path) -> dict:  # type: ignore[type-arg]
+    """Read and check the file before any database work; a bad file is one line."""
+    from app.blueprints import service
+    from app.core.errors import SwitchboardError
+
+    try:
+        return service.load(file)
+    except SwitchboardError as exc:
+        _fail(exc.detail)
+        raise  # unreachable: _fail exits
+
+
 @tenants_cli.command("plan")
 def tenants_plan(
     file: Path, prune: Annotated[bool, typer.Option(help="Also list deletions")] = False
@@ -330,15 +342,10 @@ def tenants_plan(
     """Show what `apply` would change (create / update / delete per resource)."""
     from app.blueprints import service
 
-    settings = get_settings()
-    with database(settings, attach=True) as (_, app_url):
-        data = _blueprint_session(app_url, lambda s: _none(service.load(file)))
+    data = _load_blueprint(file)
+    with database(get_settings(), attach=True) as (_, app_url):
         changes = _blueprint_session(app_url, lambda s: service.plan(s, data, prune))
         _print_changes(changes, "Plan")
-
-
-async def _none(value):  # type: ignore[no-untyped-def]
-    return value
 
 
 @tenants_cli.command("apply")
@@ -349,9 +356,8 @@ def tenants_apply(
     """Make the tenant match the blueprint (idempotent; all or nothing)."""
     from app.blueprints import service
 
-    settings = get_settings()
-    with database(settings, attach=True) as (_, app_url):
-        data = _blueprint_session(app_url, lambda s: _none(service.load(file)))
+    data = _load_blueprint(file)
+    with database(get_settings(), attach=True) as (_, app_url):
         changes = _blueprint_session(app_url, lambda s: service.apply(s, data, prune))
         _print_changes(changes, "Applied")
 

@@ -27,6 +27,8 @@ class Context:
     scope: TenantScope
     plan: str
     settings: Settings = field(default_factory=get_settings)
+    # Write-only values a blueprint gives for this apply only (agents' demo passwords).
+    write_only: dict[str, str] = field(default_factory=dict)
     # Per kind: name -> id and id -> name, filled as kinds are read.
     ids: dict[str, dict[str, uuid.UUID]] = field(default_factory=dict)
     names: dict[str, dict[uuid.UUID, str]] = field(default_factory=dict)
@@ -100,7 +102,11 @@ class Adapter(abc.ABC):
 
 
 def _diff_fields(a: dict[str, Any], b: dict[str, Any]) -> tuple[str, ...]:
-    return tuple(sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k)))
+    return tuple(sorted(k for k in (set(a) | set(b)) - {"_where"} if a.get(k) != b.get(k)))
+
+
+def _clean(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in item.items() if k != "_where"}
 
 
 async def _desired(
@@ -120,6 +126,7 @@ async def _desired(
                     code="blueprint-duplicate",
                     field=f"{where}.{ad.identity}",
                 )
+            item["_where"] = where  # its place in the file, for error paths (not compared)
             seen[k] = item
         out[ad.kind] = seen
     return out
@@ -159,21 +166,17 @@ async def apply(
     done: list[Change] = []
     for ad in adapters:
         live = {ad.key(x): x for x in await ad.live(ctx)}
-        positions = {
-            ad.key(ad.normalize(ctx, raw, f"{ad.kind}.{i}")): i
-            for i, raw in enumerate(blueprint.get(ad.kind) or [])
-        }
         created = set()
         for k in creation_order(ad, desired[ad.kind], set(live)):
             item = desired[ad.kind][k]
-            await ad.create(ctx, item, f"{ad.kind}.{positions[k]}")
+            await ad.create(ctx, _clean(item), item["_where"])
             created.add(k)
             done.append(Change(ad.kind, str(item[ad.identity]), "create"))
         live = {ad.key(x): x for x in await ad.live(ctx)}
         for k, item in desired[ad.kind].items():
             fields = _diff_fields(ad.comparable(live[k]), ad.comparable(item))
             if fields:
-                await ad.update(ctx, str(live[k][ad.identity]), item, f"{ad.kind}.{positions[k]}")
+                await ad.update(ctx, str(live[k][ad.identity]), _clean(item), item["_where"])
                 if k not in created:
                     done.append(Change(ad.kind, str(item[ad.identity]), "update", fields))
         await ad.live(ctx)  # refresh ids for the kinds that follow

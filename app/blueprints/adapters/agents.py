@@ -55,7 +55,6 @@ class AgentsAdapter(ServiceAdapter):
             drop=("status",),
             references=_users,
         )
-        self._passwords: dict[str, str] = {}
 
     def normalize(self, ctx: Context, item: dict[str, Any], where: str) -> dict[str, Any]:
         raw = dict(require_mapping(item, where))
@@ -68,11 +67,11 @@ class AgentsAdapter(ServiceAdapter):
                 raise InvalidInput(
                     f"password {problem}", code="weak-password", field=f"{where}.password"
                 )
-            self._passwords[str(raw.get("email", "")).lower()] = password
+            ctx.write_only[f"agent-password:{str(raw.get('email', '')).lower()}"] = password
         return super().normalize(ctx, raw, where)
 
     async def _create_agent(self, ctx: Context, data: Any) -> Any:
-        password = self._passwords.get(str(data.email).lower())
+        password = ctx.write_only.get(f"agent-password:{str(data.email).lower()}")
         mailer = InvitationMailer(sender_for(ctx.settings), None, ctx.settings.public_url)
         view = await service.create(
             ctx.session,
