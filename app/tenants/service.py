@@ -11,18 +11,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys import service as api_key_service
-from app.auth import passwords
 from app.auth import service as auth_service
 from app.auth.scopes import scopes_for
 from app.config import Settings
-from app.core.errors import Conflict, InvalidInput
+from app.core.errors import Conflict, SwitchboardError
 from app.db.tenant import bind_tenant, mint_scope
 from app.mail import service as mail_service
 from app.mail.adapters import MailSender
 from app.tenants import repository
 from app.tenants.models import Tenant, TenantStatus
 from app.users import repository as user_repo
-from app.users.models import LoginEmail, Role, User
+from app.users.models import Role, User
+from app.users.service import create_user
 
 
 @dataclass(frozen=True)
@@ -75,32 +75,20 @@ async def signup(
     email: str,
     password: str,
 ) -> SignupResult:
-    email_key = email.lower()
-    problem = passwords.password_problem(password, [email, email.split("@")[0], company_name])
-    if problem:
-        raise InvalidInput(f"password {problem}", code="weak-password", field="body.password")
-    if await user_repo.find_login(session, email_key) is not None:
+    if await user_repo.find_login(session, email) is not None:
         raise Conflict("An account with this email exists.", code="email-taken", field="body.email")
-
     tenant = await _add_tenant(session, company_name)
+    scope = mint_scope(tenant.id)
+    await bind_tenant(session, scope)
     try:
-        scope = mint_scope(tenant.id)
-        await bind_tenant(session, scope)
-        user = User(
-            tenant_id=tenant.id,
-            email=email,
-            role=Role.owner.value,
-            password_hash=await passwords.hash_password_async(password),
+        # The same path as every other user: strength (with the company as context),
+        # platform-unique email, login index; races end in email-taken.
+        user = await create_user(
+            session, scope, email=email, role=Role.owner, password=password, context=[company_name]
         )
-        session.add(user)
-        await session.flush()
-        session.add(LoginEmail(email=email_key, tenant_id=tenant.id, user_id=user.id))
-        await session.flush()
-    except IntegrityError as exc:
-        # A concurrent signup took the email first (the slug has its own retry).
-        raise Conflict(
-            "An account with this email exists.", code="email-taken", field="body.email"
-        ) from exc
+    except SwitchboardError as exc:
+        exc.field = f"body.{exc.field}" if exc.field else exc.field
+        raise
 
     _, api_key = await api_key_service.create(
         session,

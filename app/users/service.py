@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +24,7 @@ async def create_user(
     password: str | None = None,
     display_name: str | None = None,
     email_verified: bool = False,
+    context: Sequence[str] = (),
 ) -> User:
     """Create a user of this tenant (password optional: invited or SSO users have none)."""
     try:
@@ -29,7 +32,7 @@ async def create_user(
     except ValueError:
         raise InvalidInput(f"unknown role '{role}'", field="role") from None
     if password is not None:
-        problem = passwords.password_problem(password, [email, email.split("@")[0]])
+        problem = passwords.password_problem(password, [email, email.split("@")[0], *context])
         if problem:
             raise InvalidInput(f"password {problem}", code="weak-password", field="password")
     if await repository.find_login(session, email) is not None:
