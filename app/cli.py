@@ -120,6 +120,7 @@ def run(
     migrations, demo seed, and the API."""
     settings = get_settings()
     settings.public_url = f"http://{host}:{port}"
+    settings.run_router = True  # one process: the API and a routing worker
     with database(settings) as (_, app_url):
         logins = _seed_demo(app_url) if seed else []
         where = (
@@ -181,6 +182,34 @@ def api(
         )
     with database(settings, prepare=False) as (_, app_url):
         _serve(app_url, host, port, settings)
+
+
+@cli.command()
+def router(
+    lease_seconds: Annotated[
+        float | None, typer.Option(help="Shard lease time (default: settings)")
+    ] = None,
+    offer_timeout_seconds: Annotated[
+        float | None, typer.Option(help="Ring-no-answer time of an offer (default: settings)")
+    ] = None,
+) -> None:
+    """A routing worker (run any number): leases shards, matches contacts to agents."""
+    import logging
+
+    from app.db.bootstrap import router_url_like
+    from app.routing.worker import RouterConfig, serve
+
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    with database(settings, prepare=False, attach=True) as (_, app_url):
+        config = RouterConfig(
+            url=router_url_like(settings, app_url),
+            lease_seconds=lease_seconds or settings.routing_lease_seconds,
+            offer_timeout_seconds=offer_timeout_seconds or settings.routing_offer_timeout_seconds,
+            batch_tenants=settings.routing_batch_tenants,
+            max_offers_per_tenant=settings.routing_max_offers_per_tenant,
+        )
+        asyncio.run(serve(config))
 
 
 @cli.command()
@@ -390,6 +419,11 @@ def tenants_schema() -> None:
     from app.blueprints.jsonschema import blueprint_schema
 
     typer.echo(json.dumps(blueprint_schema(), indent=2, sort_keys=True))
+
+
+from app.routing.cli import register as _register_routing  # noqa: E402
+
+_register_routing(cli)
 
 
 def main() -> None:

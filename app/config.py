@@ -23,6 +23,19 @@ class Settings(BaseSettings):
     db_name: str = "switchboard"
     owner_role: str = "switchboard_owner"
     app_role: str = "switchboard_app"
+    # The routing workers' role: sees the routing rows of the shards it names per
+    # transaction (app.router_shards), and nothing else (docs/decisions/0012).
+    router_role: str = "switchboard_router"
+    router_database_url: str | None = None
+    router_db_password: SecretStr | None = None
+    # Routing (shards are fixed, app.routing.shards; workers lease them).
+    routing_lease_seconds: float = Field(default=10.0, gt=0.5, le=300)
+    routing_offer_timeout_seconds: float = Field(default=20.0, gt=0, le=3600)
+    routing_heartbeat_grace_seconds: float = Field(default=30.0, gt=0, le=3600)
+    routing_batch_tenants: int = Field(default=200, ge=1, le=10_000)
+    routing_max_offers_per_tenant: int = Field(default=50, ge=1, le=10_000)
+    # `switchboard run` (everything in one process) runs a routing worker in the API.
+    run_router: bool = False
     db_pool_size: int = 10
     db_max_overflow: int = 10
 

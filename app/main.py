@@ -14,6 +14,7 @@ from app.core.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.core.openapi import example, problem
 from app.core.telemetry import install_telemetry
 from app.db.engine import create_engine, make_session_factory
+from app.routing.stream import OutboxHub
 
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: problem(
@@ -73,7 +74,11 @@ COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(settings: Settings | None = None, app_database_url: str | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    app_database_url: str | None = None,
+    router_database_url: str | None = None,
+) -> FastAPI:
     settings = settings or get_settings()
     db_url = app_database_url or settings.app_database_url
     if not db_url:
@@ -93,9 +98,19 @@ def create_app(settings: Settings | None = None, app_database_url: str | None = 
         app.state.session_factory = make_session_factory(engine)
         app.state.signing_keys = load_signing_keys(settings)
         app.state.mail_sender = sender_for(settings)
+        hub = OutboxHub(settings, db_url)
+        app.state.outbox_hub = hub
+        await hub.start()
+        router_task = None
+        if settings.run_router:
+            router_task = _start_router(settings, router_database_url or db_url)
         try:
             yield
         finally:
+            if router_task is not None:
+                router_task[0].stop()
+                await router_task[1]
+            await hub.stop()
             await engine.dispose()
 
     app = FastAPI(
@@ -116,6 +131,25 @@ def create_app(settings: Settings | None = None, app_database_url: str | None = 
     return app
 
 
+def _start_router(settings: Settings, url: str) -> tuple[Any, Any]:
+    """A routing worker inside this process (`switchboard run`)."""
+    import asyncio
+
+    from app.db.bootstrap import router_url_like
+    from app.routing.worker import Router, RouterConfig
+
+    router = Router(
+        RouterConfig(
+            url=router_url_like(settings, url),
+            lease_seconds=settings.routing_lease_seconds,
+            offer_timeout_seconds=settings.routing_offer_timeout_seconds,
+            batch_tenants=settings.routing_batch_tenants,
+            max_offers_per_tenant=settings.routing_max_offers_per_tenant,
+        )
+    )
+    return router, asyncio.create_task(router.run())
+
+
 def _include_routers(app: FastAPI) -> None:
     from app.agents.endpoints import router as agents
     from app.api_keys.endpoints import router as api_keys
@@ -129,6 +163,8 @@ def _include_routers(app: FastAPI) -> None:
     from app.phone_numbers.endpoints import router as phone_numbers
     from app.queues.endpoints import router as queues
     from app.quotas.endpoints import router as quotas
+    from app.routing.endpoints import router as routing
+    from app.routing.stream import router as agent_stream
     from app.routing_profiles.endpoints import router as routing_profiles
     from app.skills.endpoints import router as skills
     from app.sso.endpoints import router as sso
@@ -151,6 +187,8 @@ def _include_routers(app: FastAPI) -> None:
         flows,
         phone_numbers,
         channels,
+        routing,
+        agent_stream,
     ):
         app.include_router(r)
 

@@ -11,6 +11,16 @@ from app.idempotency.models import IdempotencyKey
 from app.mail.models import OutboundMail
 from app.phone_numbers.models import NumberClaim, PhoneNumber
 from app.queues.models import Queue, QueueSkill
+from app.routing.models import (
+    AgentPresence,
+    Contact,
+    OutboxEvent,
+    Reservation,
+    RouterWorker,
+    RoutingEvent,
+    RoutingShard,
+    RoutingWork,
+)
 from app.routing_profiles.models import RoutingProfile, RoutingProfileQueue
 from app.skills.models import Skill
 from app.sso.models import SsoLoginState, SsoOidcConfig
@@ -21,6 +31,7 @@ from app.users.models import LoginEmail, User
 __all__ = [
     "Agent",
     "AgentInvitation",
+    "AgentPresence",
     "AgentSkill",
     "ApiKey",
     "AuditEvent",
@@ -28,6 +39,7 @@ __all__ = [
     "Channel",
     "ChannelAddress",
     "ChannelNumber",
+    "Contact",
     "EmailVerification",
     "Flow",
     "FlowVersion",
@@ -36,12 +48,18 @@ __all__ = [
     "LoginFailure",
     "NumberClaim",
     "OutboundMail",
+    "OutboxEvent",
     "PhoneNumber",
     "Queue",
     "QueueSkill",
     "RefreshToken",
+    "Reservation",
+    "RouterWorker",
+    "RoutingEvent",
     "RoutingProfile",
     "RoutingProfileQueue",
+    "RoutingShard",
+    "RoutingWork",
     "Skill",
     "SsoLoginState",
     "SsoOidcConfig",

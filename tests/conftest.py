@@ -23,7 +23,7 @@ from app.db.embedded import EmbeddedPostgres
 
 
 def _asyncpg_kwargs(url: str) -> dict[str, Any]:
-    return bootstrap._asyncpg_kwargs(url)
+    return bootstrap.asyncpg_kwargs(url)
 
 
 @pytest.fixture(scope="session")
@@ -96,10 +96,12 @@ DECLARE t text;
 BEGIN
   SET LOCAL session_replication_role = replica;
   FOR t IN SELECT tablename FROM pg_tables
-           WHERE schemaname = 'public' AND tablename <> 'alembic_version'
+           WHERE schemaname = 'public' AND tablename NOT IN ('alembic_version', 'routing_shards')
   LOOP
     EXECUTE format('DELETE FROM public.%I', t);
   END LOOP;
+  -- The shard rows are the migration's reference data: keep them, free their leases.
+  UPDATE routing_shards SET owner = NULL, lease_expires_at = NULL, epoch = 0;
 END $$
 """
 
@@ -122,10 +124,11 @@ async def clean_db(
         return
     tables = await admin_conn.fetch(
         "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
-        "AND tablename <> 'alembic_version'"
+        "AND tablename NOT IN ('alembic_version', 'routing_shards')"
     )
     if tables:
         await admin_conn.execute("TRUNCATE " + ", ".join(f'"{t[0]}"' for t in tables) + " CASCADE")
+    await admin_conn.execute("UPDATE routing_shards SET owner = NULL, lease_expires_at = NULL")
 
 
 @pytest.fixture

@@ -89,7 +89,7 @@ async def check_migration(
     urls = bootstrap.urls_for(settings, server_url, database=name)
     try:
         await alembic("upgrade", urls.admin, revision)
-        conn = await asyncpg.connect(**bootstrap._asyncpg_kwargs(urls.admin))
+        conn = await asyncpg.connect(**bootstrap.asyncpg_kwargs(urls.admin))
         try:
             security = await row_security(conn, tables)
             assert security == expected, security

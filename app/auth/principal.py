@@ -9,6 +9,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import HTTPConnection
 
 from app.api_keys import repository as api_key_repo
 from app.auth import jwt_keys, secrets
@@ -49,7 +51,7 @@ def check_tenant_status(tenant: Tenant) -> None:
         raise Forbidden("This tenant is closed.", code="tenant-closed")
 
 
-async def _from_api_key(session: SessionDep, token: str) -> Principal | None:
+async def _from_api_key(session: AsyncSession, token: str) -> Principal | None:
     parsed = secrets.parse(token, "sbk")
     if parsed is None:
         return None
@@ -77,7 +79,22 @@ async def _from_api_key(session: SessionDep, token: str) -> Principal | None:
     )
 
 
-async def _from_jwt(request: Request, session: SessionDep, token: str) -> Principal | None:
+async def principal_from_token(
+    http: HTTPConnection, session: AsyncSession, token: str
+) -> Principal | None:
+    """The principal of a bearer token or API key (WebSockets authenticate with this);
+    None when invalid. A suspended or closed tenant is refused (Forbidden)."""
+    if token.startswith("sbk_"):
+        principal = await _from_api_key(session, token)
+    else:
+        principal = await _from_jwt(http, session, token)
+    if principal is not None:
+        check_tenant_status(principal.tenant)
+        tag_tenant(principal.tenant_id)
+    return principal
+
+
+async def _from_jwt(request: HTTPConnection, session: AsyncSession, token: str) -> Principal | None:
     keys: jwt_keys.SigningKeys = request.app.state.signing_keys
     claims = jwt_keys.decode(keys, token, request.app.state.settings.jwt_issuer)
     if claims is None or claims.get("typ") != "access":

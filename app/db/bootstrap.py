@@ -1,9 +1,10 @@
 """Database bootstrap: roles, database, and migrations to head.
 
-Two roles: the owner (owns every table, runs migrations) and the runtime role
-(LOGIN, NOSUPERUSER, NOBYPASSRLS, not the owner). When the configured connection is a
-superuser, migrations run under ``SET ROLE <owner>`` so that no table belongs to a
-superuser; when it is the owner itself (RDS), they run as it.
+Three roles: the owner (owns every table, runs migrations), the runtime role
+(LOGIN, NOSUPERUSER, NOBYPASSRLS, not the owner) and the routing workers' role (the
+same, limited by policy to the routing rows of the shards it leases). When the
+configured connection is a superuser, migrations run under ``SET ROLE <owner>`` so that
+no table belongs to a superuser; when it is the owner itself (RDS), they run as it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+from pydantic import SecretStr
 from sqlalchemy.engine import URL, make_url
 
 from app.config import Settings
@@ -25,9 +28,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent.parent / "migrations"
 class DatabaseUrls:
     admin: str  # migrating connection, to the application database
     app: str  # runtime role, to the application database
+    router: str = ""  # routing workers' role, to the application database
 
 
-def _asyncpg_kwargs(url: str) -> dict[str, object]:
+def asyncpg_kwargs(url: str) -> dict[str, Any]:
     u = make_url(url)
     kw: dict[str, object] = {"user": u.username, "database": u.database}
     if u.password:
@@ -55,7 +59,25 @@ def urls_for(settings: Settings, admin_url: str, database: str | None = None) ->
     else:
         pw = settings.app_db_password.get_secret_value() if settings.app_db_password else None
         app_url = _with(admin_url, database=db, username=settings.app_role, password=pw)
-    return DatabaseUrls(admin=admin, app=app_url)
+    if settings.router_database_url and database is None:
+        router_url = settings.router_database_url
+    else:
+        rpw = _secret(settings.router_db_password)
+        router_url = _with(admin_url, database=db, username=settings.router_role, password=rpw)
+    return DatabaseUrls(admin=admin, app=app_url, router=router_url)
+
+
+def router_url_like(settings: Settings, app_url: str) -> str:
+    """The routing workers' URL: the runtime role's, as the router role."""
+    if settings.router_database_url:
+        return settings.router_database_url
+    return _with(
+        app_url, username=settings.router_role, password=_secret(settings.router_db_password)
+    )
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value else None
 
 
 def _ident(name: str) -> str:
@@ -64,20 +86,22 @@ def _ident(name: str) -> str:
 
 async def ensure_database(settings: Settings, admin_url: str, database: str) -> None:
     """Create the roles and the database when missing (idempotent, safe to race)."""
-    conn = await asyncpg.connect(**_asyncpg_kwargs(_with(admin_url, database="postgres")))  # type: ignore[arg-type]
+    conn = await asyncpg.connect(**asyncpg_kwargs(_with(admin_url, database="postgres")))  # type: ignore[arg-type]
     try:
         is_super = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         owner = settings.owner_role if is_super else await conn.fetchval("SELECT current_user")
         if is_super:
             await _create_role(conn, f"CREATE ROLE {_ident(owner)} NOLOGIN NOSUPERUSER NOBYPASSRLS")
         pw = settings.app_db_password.get_secret_value() if settings.app_db_password else None
-        stmt = (
-            f"CREATE ROLE {_ident(settings.app_role)} LOGIN NOSUPERUSER NOBYPASSRLS "
-            "NOCREATEDB NOCREATEROLE NOINHERIT"
-        )
-        if pw:
-            stmt += " PASSWORD " + "'" + pw.replace("'", "''") + "'"
-        await _create_role(conn, stmt)
+        rpw = _secret(settings.router_db_password)
+        for role, password in ((settings.app_role, pw), (settings.router_role, rpw)):
+            stmt = (
+                f"CREATE ROLE {_ident(role)} LOGIN NOSUPERUSER NOBYPASSRLS "
+                "NOCREATEDB NOCREATEROLE NOINHERIT"
+            )
+            if password:
+                stmt += " PASSWORD " + "'" + password.replace("'", "''") + "'"
+            await _create_role(conn, stmt)
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database)
         if not exists:
             with contextlib.suppress(asyncpg.DuplicateDatabaseError):
@@ -85,6 +109,8 @@ async def ensure_database(settings: Settings, admin_url: str, database: str) -> 
         await conn.execute(f"REVOKE ALL ON DATABASE {_ident(database)} FROM PUBLIC")
         app_role = _ident(settings.app_role)
         await conn.execute(f"GRANT CONNECT, TEMPORARY ON DATABASE {_ident(database)} TO {app_role}")
+        router_role = _ident(settings.router_role)
+        await conn.execute(f"GRANT CONNECT ON DATABASE {_ident(database)} TO {router_role}")
     finally:
         await conn.close()
 
@@ -96,7 +122,7 @@ async def _create_role(conn: asyncpg.Connection, stmt: str) -> None:
 
 
 async def drop_database(admin_url: str, database: str) -> None:
-    conn = await asyncpg.connect(**_asyncpg_kwargs(_with(admin_url, database="postgres")))  # type: ignore[arg-type]
+    conn = await asyncpg.connect(**asyncpg_kwargs(_with(admin_url, database="postgres")))  # type: ignore[arg-type]
     try:
         await conn.execute(f"DROP DATABASE IF EXISTS {_ident(database)} WITH (FORCE)")
     finally:

@@ -22,6 +22,43 @@ def tenant_table_ddl(table: str, privileges: str = "SELECT, INSERT, UPDATE, DELE
     ]
 
 
+def router_role() -> str:
+    return get_settings().router_role
+
+
+# Routing workers see the rows of the shards they name for the transaction
+# (``app.router_shards``, comma separated); a tenant maps to shard (last byte % count).
+SHARD_FUNCTIONS = (
+    """CREATE OR REPLACE FUNCTION switchboard_shard_of(tenant uuid) RETURNS smallint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT (get_byte(uuid_send(tenant), 15) % 64)::smallint $$""",
+    """CREATE OR REPLACE FUNCTION switchboard_router_shards() RETURNS smallint[]
+LANGUAGE sql STABLE PARALLEL SAFE
+AS $$
+  SELECT string_to_array(NULLIF(current_setting('app.router_shards', true), ''), ',')::smallint[]
+$$""",
+)
+DROP_SHARD_FUNCTIONS = (
+    "DROP FUNCTION IF EXISTS switchboard_shard_of(uuid)",
+    "DROP FUNCTION IF EXISTS switchboard_router_shards()",
+)
+
+
+def router_table_ddl(table: str, privileges: str, *, by: str) -> list[str]:
+    """Let the routing workers' role reach ``table`` for the shards it names.
+
+    ``by="shard"``: the table has a ``shard`` column; ``by="tenant"``: the shard is
+    computed from ``tenant_id`` (small configuration tables).
+    """
+    key = "shard" if by == "shard" else "switchboard_shard_of(tenant_id)"
+    predicate = f"{key} = ANY (switchboard_router_shards())"
+    return [
+        f'CREATE POLICY router_shards ON {table} TO "{router_role()}" '
+        f"USING ({predicate}) WITH CHECK ({predicate})",
+        f'GRANT {privileges} ON {table} TO "{router_role()}"',
+    ]
+
+
 def platform_table_ddl(table: str, privileges: str) -> list[str]:
     return [f'GRANT {privileges} ON {table} TO "{app_role()}"']
 

@@ -11,7 +11,14 @@ from sqlalchemy import text
 from app.db.engine import create_engine
 from tests.conftest import create_tenant
 
-PLATFORM_TABLES_WITH_TENANT_ID = {"login_emails", "number_claims", "channel_addresses"}
+# routing_work: which tenants have routing due (ids and a time, no content), read by
+# the routing workers across the tenants of their shards.
+PLATFORM_TABLES_WITH_TENANT_ID = {
+    "login_emails",
+    "number_claims",
+    "channel_addresses",
+    "routing_work",
+}
 
 
 async def _set_tenant(conn: asyncpg.Connection, tenant_id: str) -> None:

@@ -1,0 +1,186 @@
+"""Read the policy's inputs (queues, available agents, waiting contacts) for tenants.
+
+One query per kind for many tenants at once: the routing workers read a whole batch of
+tenants this way; the API reads one tenant for explanations. Row-level security limits
+what either one sees.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from app.routing.policy import AgentSnapshot, QueuePolicy, Step, WaitingContact
+
+
+def ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+async def load_queues(
+    conn: asyncpg.Connection, tenant_ids: Sequence[uuid.UUID]
+) -> dict[uuid.UUID, dict[uuid.UUID, QueuePolicy]]:
+    rows = await conn.fetch(
+        """
+        SELECT q.tenant_id, q.id, q.name, q.agent_selection, q.sticky_timeout_seconds,
+               q.wrap_up_seconds, q.overflow_queue_id, q.max_wait_seconds, q.relaxation_steps,
+               coalesce((SELECT jsonb_object_agg(s.skill_id::text, s.min_proficiency)
+                           FROM queue_skills s
+                          WHERE s.tenant_id = q.tenant_id AND s.queue_id = q.id), '{}') AS skills
+          FROM queues q
+         WHERE q.tenant_id = ANY($1::uuid[])
+        """,
+        list(tenant_ids),
+    )
+    out: dict[uuid.UUID, dict[uuid.UUID, QueuePolicy]] = defaultdict(dict)
+    for r in rows:
+        out[r["tenant_id"]][r["id"]] = QueuePolicy(
+            id=r["id"],
+            name=r["name"],
+            required={uuid.UUID(k): int(v) for k, v in _json(r["skills"]).items()},
+            steps=[Step.from_json(s) for s in _json(r["relaxation_steps"])],
+            selection=r["agent_selection"],
+            sticky_timeout_seconds=float(r["sticky_timeout_seconds"]),
+            wrap_up_seconds=float(r["wrap_up_seconds"]),
+            overflow_queue_id=r["overflow_queue_id"],
+            max_wait_seconds=(
+                float(r["max_wait_seconds"]) if r["max_wait_seconds"] is not None else None
+            ),
+        )
+    return out
+
+
+_AGENTS_SQL = """
+SELECT p.tenant_id, p.agent_id, p.capacity_points, p.used_points, p.idle_since, p.status,
+       p.break_reason, p.missed_offers, a.display_name, a.status AS agent_status,
+       coalesce(rp.channel_costs, '{}') AS channel_costs,
+       coalesce((SELECT jsonb_object_agg(s.skill_id::text, jsonb_build_array(s.proficiency, k.name))
+                   FROM agent_skills s JOIN skills k
+                     ON k.tenant_id = s.tenant_id AND k.id = s.skill_id
+                  WHERE s.tenant_id = p.tenant_id AND s.agent_id = p.agent_id), '{}') AS skills,
+       coalesce((SELECT jsonb_agg(jsonb_build_array(q.queue_id::text, q.priority, q.delay_seconds))
+                   FROM routing_profile_queues q
+                  WHERE q.tenant_id = p.tenant_id
+                    AND q.routing_profile_id = a.routing_profile_id), '[]') AS queues
+  FROM agent_presence p
+  JOIN agents a ON a.tenant_id = p.tenant_id AND a.id = p.agent_id
+  LEFT JOIN routing_profiles rp
+    ON rp.tenant_id = a.tenant_id AND rp.id = a.routing_profile_id
+"""
+
+
+def agent_snapshot(r: asyncpg.Record) -> AgentSnapshot:
+    skills = _json(r["skills"])
+    return AgentSnapshot(
+        id=r["agent_id"],
+        capacity=r["capacity_points"],
+        used=r["used_points"],
+        idle_since=ts(r["idle_since"]),
+        skills={uuid.UUID(k): int(v[0]) for k, v in skills.items()},
+        queues={uuid.UUID(q): (int(p), float(d)) for q, p, d in _json(r["queues"])},
+        channel_costs={k: int(v) for k, v in _json(r["channel_costs"]).items()},
+        name=r["display_name"],
+        skill_names={uuid.UUID(k): str(v[1]) for k, v in skills.items()},
+    )
+
+
+async def load_available_agents(
+    conn: asyncpg.Connection, tenant_ids: Sequence[uuid.UUID], shards: Sequence[int] | None = None
+) -> dict[uuid.UUID, list[AgentSnapshot]]:
+    """Agents who could take work now: available, active, with points to spare."""
+    sql = _AGENTS_SQL + (
+        " WHERE p.tenant_id = ANY($1::uuid[]) AND p.status = 'available'"
+        " AND p.used_points < p.capacity_points AND a.status = 'active'"
+    )
+    args: list[Any] = [list(tenant_ids)]
+    if shards is not None:
+        sql += " AND p.shard = ANY($2::smallint[])"
+        args.append(list(shards))
+    rows = await conn.fetch(sql, *args)
+    out: dict[uuid.UUID, list[AgentSnapshot]] = defaultdict(list)
+    for r in rows:
+        out[r["tenant_id"]].append(agent_snapshot(r))
+    return out
+
+
+async def load_agent(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, agent_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """One agent's presence row with its routing inputs (any status)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        _AGENTS_SQL + " WHERE p.tenant_id = $1 AND p.agent_id = $2", tenant_id, agent_id
+    )
+    return row
+
+
+_CONTACT_COLUMNS = """
+    c.tenant_id, c.id, c.queue_id, c.channel, c.priority, c.enqueued_at, c.queue_entered_at,
+    c.extra_skills, c.attributes, c.sticky_agent_id, c.preferred_agent_ids, c.declined_by,
+    c.declined_at, c.mode
+"""
+
+
+def contact_snapshot(r: asyncpg.Record) -> WaitingContact:
+    return WaitingContact(
+        id=r["id"],
+        queue_id=r["queue_id"],
+        channel=r["channel"],
+        priority=r["priority"],
+        enqueued_at=ts(r["enqueued_at"]),
+        queue_entered_at=ts(r["queue_entered_at"]),
+        extra_skills={
+            uuid.UUID(s["skill_id"]): int(s["min_proficiency"]) for s in _json(r["extra_skills"])
+        },
+        attributes=_json(r["attributes"]),
+        sticky_agent_id=r["sticky_agent_id"],
+        preferred_agent_ids=tuple(r["preferred_agent_ids"] or ()),
+        declined_by=r["declined_by"],
+        declined_at=ts(r["declined_at"]) if r["declined_at"] is not None else None,
+        callback=r["mode"] == "callback",
+    )
+
+
+async def load_waiting(
+    conn: asyncpg.Connection,
+    queues: dict[uuid.UUID, dict[uuid.UUID, QueuePolicy]],
+    per_queue: int,
+) -> dict[uuid.UUID, list[WaitingContact]]:
+    """The head of every queue's line (``per_queue`` contacts each), so a long line in one
+    queue never hides the others."""
+    tenants: list[uuid.UUID] = []
+    queue_ids: list[uuid.UUID] = []
+    for tenant_id, qs in queues.items():
+        for qid in qs:
+            tenants.append(tenant_id)
+            queue_ids.append(qid)
+    if not queue_ids:
+        return {}
+    rows = await conn.fetch(
+        f"""
+        SELECT {_CONTACT_COLUMNS}
+          FROM unnest($1::uuid[], $2::uuid[]) AS v(t, q)
+          CROSS JOIN LATERAL (
+            SELECT * FROM contacts c
+             WHERE c.tenant_id = v.t AND c.queue_id = v.q AND c.state = 'queued'
+             ORDER BY c.priority, c.enqueued_at
+             LIMIT $3
+          ) c
+        """,  # noqa: S608 - column list is a constant
+        tenants,
+        queue_ids,
+        per_queue,
+    )
+    out: dict[uuid.UUID, list[WaitingContact]] = defaultdict(list)
+    for r in rows:
+        out[r["tenant_id"]].append(contact_snapshot(r))
+    return out
