@@ -193,7 +193,9 @@ async def release_offers(
                version = p.version + 1
           FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS v(t, a, points)
          WHERE p.tenant_id = v.t AND p.agent_id = v.a
-        RETURNING p.tenant_id, p.agent_id, p.shard, p.status, p.break_reason, p.missed_offers
+        RETURNING p.tenant_id, p.agent_id, p.shard,
+                  (p.status = 'break' AND p.break_reason = 'missed-offers'
+                   AND p.status_since = $6 AND $4 > 0) AS went_on_break
         """,
         [k[0] for k in per_agent],
         [k[1] for k in per_agent],
@@ -253,21 +255,20 @@ async def release_offers(
         )
         for o in offers
     ]
-    on_break = [b for b in broke if b["status"] == "break" and b["break_reason"] == "missed-offers"]
+    on_break = [b for b in broke if b["went_on_break"]]
     for b in on_break:
-        if missed and b["missed_offers"] >= MISSED_OFFERS_BREAK:
-            events.append(
-                (
-                    b["tenant_id"],
-                    b["shard"],
-                    b["agent_id"],
-                    "presence.changed",
-                    {"status": "break", "break_reason": "missed-offers"},
-                )
+        events.append(
+            (
+                b["tenant_id"],
+                b["shard"],
+                b["agent_id"],
+                "presence.changed",
+                {"status": "break", "break_reason": "missed-offers"},
             )
+        )
     await emit(conn, events)
     await trail(conn, trail_rows)
-    if missed and on_break:
+    if on_break:
         # On break now: their other live offers go back too.
         await release_offers(
             conn,
