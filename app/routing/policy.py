@@ -253,8 +253,6 @@ def _ineligible(
     if min(delays) > waited:
         at = contact.queue_entered_at + min(delays)
         return ("queue-delay", f"profile offers this queue after {min(delays):g} s", at)
-    if cost > agent.free:
-        return ("no-capacity", f"needs {cost} points, {agent.free} free", None)
     for skill, minimum in need.skills.items():
         have = agent.skills.get(skill, 0)
         if have < minimum:
@@ -276,7 +274,18 @@ def _ineligible(
     ):
         until = contact.declined_at + REOFFER_COOLDOWN_SECONDS
         return ("declined-recently", "declined or missed this contact moments ago", until)
+    # Last, so that "no-capacity" means: this agent could take it once work ends.
+    if cost > agent.free:
+        return ("no-capacity", f"needs {cost} points, {agent.free} free", None)
     return None
+
+
+def _open_queues(
+    agent: AgentSnapshot, contact: WaitingContact, need: Requirement, now: float
+) -> list[uuid.UUID]:
+    """The contact's queues the agent serves whose profile delay has passed."""
+    waited = now - contact.queue_entered_at
+    return [q for q in need.queues if q in agent.queues and agent.queues[q][1] <= waited]
 
 
 def _rank(
@@ -334,7 +343,15 @@ def plan_round(
 
     # Per contact: its requirement and, for each eligible agent, the profile priority
     # through which that agent serves it.
-    plans: list[tuple[WaitingContact, QueuePolicy, Requirement, dict[uuid.UUID, int]]] = []
+    plans: list[
+        tuple[
+            WaitingContact,
+            QueuePolicy,
+            Requirement,
+            dict[uuid.UUID, int],
+            list[tuple[uuid.UUID, int]],
+        ]
+    ] = []
     best_level: dict[uuid.UUID, int] = {}
     live = [a for a in agents if a.free > 0]
     for contact in ordered:
@@ -354,40 +371,54 @@ def plan_round(
         need = requirement(queue, contact, now)
         soon(need.next_change_at)
         eligible: dict[uuid.UUID, int] = {}
+        too_full: list[tuple[uuid.UUID, int]] = []
         for agent in live:
             why_not = _ineligible(agent, contact, queue, need, now)
             if why_not is None:
-                level = min(agent.queues[q][0] for q in need.queues if q in agent.queues)
+                level = min(agent.queues[q][0] for q in _open_queues(agent, contact, need, now))
                 eligible[agent.id] = level
                 if level < best_level.get(agent.id, 1 << 30):
                     best_level[agent.id] = level
+            elif why_not[0] == "no-capacity":
+                level = min(agent.queues[q][0] for q in _open_queues(agent, contact, need, now))
+                too_full.append((agent.id, level))
             else:
                 soon(why_not[2])
-        plans.append((contact, queue, need, eligible))
+        plans.append((contact, queue, need, eligible, too_full))
 
     by_id = {a.id: a for a in live}
     skipped = False
-    for contact, queue, need, eligible in plans:
-        if not eligible:
-            continue
+    # Agents held free for a bigger contact ahead in line (a call waiting while chats
+    # keep arriving): they take nothing smaller until it fits.
+    draining: set[uuid.UUID] = set()
+    for contact, queue, need, eligible, too_full in plans:
         if max_offers is not None and len(offers) >= max_offers:
-            more = True
+            more = more or bool(eligible)
             break
         candidates = [
             by_id[aid]
             for aid, level in eligible.items()
             if level == best_level.get(aid)
+            and aid not in draining
             and by_id[aid].free >= by_id[aid].channel_costs[contact.channel]
         ]
         if not candidates:
-            # Every eligible agent has better work waiting, or filled up this round: the
-            # next round (asked for below once something was offered) looks again.
-            skipped = True
+            if eligible:
+                # Every eligible agent has better work waiting, or filled up this round:
+                # the next round (asked for below once something was offered) looks again.
+                skipped = True
+            hold = [
+                by_id[a]
+                for a, level in too_full
+                if a not in draining and level <= best_level.get(a, level)
+            ]
+            if hold:
+                # The one closest to fitting it (then the longest idle) drains for it.
+                keep = max(hold, key=lambda a: (a.free, now - a.idle_since))
+                draining.add(keep.id)
             continue
         agent, why = _rank(queue, contact, need, candidates, now, scorer)
-        served_via = min(
-            (q for q in need.queues if q in agent.queues), key=lambda q: agent.queues[q][0]
-        )
+        served_via = min(_open_queues(agent, contact, need, now), key=lambda q: agent.queues[q][0])
         cost = agent.channel_costs[contact.channel]
         agent.used += cost
         agent.idle_since = now
