@@ -192,6 +192,9 @@ def router(
     offer_timeout_seconds: Annotated[
         float | None, typer.Option(help="Ring-no-answer time of an offer (default: settings)")
     ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus metrics on this port")
+    ] = None,
 ) -> None:
     """A routing worker (run any number): leases shards, matches contacts to agents."""
     import logging
@@ -209,7 +212,7 @@ def router(
             batch_tenants=settings.routing_batch_tenants,
             max_offers_per_tenant=settings.routing_max_offers_per_tenant,
         )
-        asyncio.run(serve(config))
+        asyncio.run(serve(config, metrics_port))
 
 
 @cli.command()

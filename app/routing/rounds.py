@@ -37,6 +37,7 @@ class RoundResult:
     offline: int = 0
     more: bool = False  # some tenant is due again at once
     offer_latencies_ms: list[float] = field(default_factory=list)
+    offers_by_tenant: dict[uuid.UUID, int] = field(default_factory=dict)
 
 
 def _dt(seconds: float) -> datetime:
@@ -136,7 +137,9 @@ async def run_round(
             result.moves = len(moves)
         placed = await _apply_offers(conn, offers, now_dt, offer_timeout_seconds)
         result.offers = len(placed)
-        result.offer_latencies_ms = [lat for _, lat in placed]
+        result.offer_latencies_ms = [lat for _, _, lat in placed]
+        for tenant_id, _, _ in placed:
+            result.offers_by_tenant[tenant_id] = result.offers_by_tenant.get(tenant_id, 0) + 1
 
         await _set_next_due(conn, due, next_due, now_dt)
     return result
@@ -187,9 +190,9 @@ async def _apply_offers(
     offers: list[tuple[uuid.UUID, int, Offer]],
     now: datetime,
     offer_timeout_seconds: float,
-) -> list[tuple[Offer, float]]:
+) -> list[tuple[uuid.UUID, Offer, float]]:
     """Write the offers that still hold: agent still available with room (lock order:
-    presence first), contact still queued. Returns (offer, enqueue-to-offer ms)."""
+    presence first), contact still queued. Returns (tenant, offer, enqueue-to-offer ms)."""
     if not offers:
         return []
     per_agent: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
@@ -275,11 +278,11 @@ async def _apply_offers(
     )
     events = []
     trail_rows = []
-    placed: list[tuple[Offer, float]] = []
+    placed: list[tuple[uuid.UUID, Offer, float]] = []
     for rid, (t, s, o) in zip(ids, offers, strict=True):
         c = by_contact[(t, o.contact_id)]
         waited = (now - c["enqueued_at"]).total_seconds()
-        placed.append((o, waited * 1000.0))
+        placed.append((t, o, waited * 1000.0))
         events.append(
             (
                 t,

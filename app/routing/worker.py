@@ -21,12 +21,14 @@ import logging
 import math
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import asyncpg
 
+from app.routing.metrics import RouterMetrics
 from app.routing.rounds import RoundResult, run_round
 from app.routing.shards import SHARD_COUNT
 from app.routing.transitions import ROUTING_CHANNEL
@@ -65,6 +67,7 @@ class Router:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self.keep_latencies = False
+        self.metrics: RouterMetrics | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -225,6 +228,7 @@ class Router:
     async def round(self, conn: asyncpg.Connection) -> RoundResult:
         if not self.shards:
             return RoundResult()
+        started = time.perf_counter()
         result = await run_round(
             conn,
             worker_id=self.id,
@@ -238,6 +242,8 @@ class Router:
         self.stats.timed_out += result.timed_out
         if self.keep_latencies:
             self.stats.latencies_ms.extend(result.offer_latencies_ms)
+        if self.metrics is not None and result.tenants:
+            self.metrics.observe(result, time.perf_counter() - started, len(self.shards))
         return result
 
     async def _until_next_due(self, conn: asyncpg.Connection) -> float | None:
@@ -253,11 +259,14 @@ class Router:
         return max((nxt - datetime.now(UTC)).total_seconds(), 0.0)
 
 
-async def serve(config: RouterConfig) -> None:
+async def serve(config: RouterConfig, metrics_port: int | None = None) -> None:
     """Run a worker until SIGTERM / SIGINT (then hand the shards back)."""
     import signal
 
     router = Router(config)
+    if metrics_port is not None:
+        router.metrics = RouterMetrics()
+        router.metrics.serve(metrics_port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
