@@ -172,42 +172,49 @@ async def release_offers(
     if not offers:
         return []
     missed = 1 if outcome == "timed_out" else 0
-    # Presence first (lock order), summing points per agent.
-    per_agent: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
+    # Presence first (lock order): points back, and each timed-out offer is one miss.
+    per_agent: dict[tuple[uuid.UUID, uuid.UUID], list[int]] = {}
     for o in offers:
-        key = (o["tenant_id"], o["agent_id"])
-        per_agent[key] = per_agent.get(key, 0) + o["points"]
+        sums = per_agent.setdefault((o["tenant_id"], o["agent_id"]), [0, 0])
+        sums[0] += o["points"]
+        sums[1] += missed
     broke = await conn.fetch(
         """
         UPDATE agent_presence p
            SET used_points = p.used_points - v.points,
-               missed_offers = p.missed_offers + $4,
-               status = CASE WHEN $4 > 0 AND p.missed_offers + $4 >= $5 AND p.status = 'available'
+               missed_offers = p.missed_offers + v.missed,
+               status = CASE WHEN v.missed > 0 AND p.missed_offers + v.missed >= $4
+                              AND p.status = 'available'
                              THEN 'break' ELSE p.status END,
-               break_reason = CASE WHEN $4 > 0 AND p.missed_offers + $4 >= $5
+               break_reason = CASE WHEN v.missed > 0 AND p.missed_offers + v.missed >= $4
                                     AND p.status = 'available'
                                    THEN 'missed-offers' ELSE p.break_reason END,
-               status_since = CASE WHEN $4 > 0 AND p.missed_offers + $4 >= $5
+               status_since = CASE WHEN v.missed > 0 AND p.missed_offers + v.missed >= $4
                                     AND p.status = 'available'
-                                   THEN $6 ELSE p.status_since END,
+                                   THEN $5 ELSE p.status_since END,
                version = p.version + 1
-          FROM unnest($1::uuid[], $2::uuid[], $3::int[]) AS v(t, a, points)
+          FROM unnest($1::uuid[], $2::uuid[], $3::int[], $6::int[]) AS v(t, a, points, missed)
          WHERE p.tenant_id = v.t AND p.agent_id = v.a
         RETURNING p.tenant_id, p.agent_id, p.shard,
                   (p.status = 'break' AND p.break_reason = 'missed-offers'
-                   AND p.status_since = $6 AND $4 > 0) AS went_on_break
+                   AND p.status_since = $5 AND v.missed > 0) AS went_on_break
         """,
         [k[0] for k in per_agent],
         [k[1] for k in per_agent],
-        list(per_agent.values()),
-        missed,
+        [v[0] for v in per_agent.values()],
         MISSED_OFFERS_BREAK,
         now,
+        [v[1] for v in per_agent.values()],
     )
+    # A decline or a time-out keeps that agent from being offered the contact again at
+    # once; a rescind (agent gone, contact left) does not.
+    declined = outcome in ("rejected", "timed_out")
     await conn.execute(
         """
         UPDATE contacts c
-           SET state = 'queued', agent_id = NULL, declined_by = v.a, declined_at = $4,
+           SET state = 'queued', agent_id = NULL,
+               declined_by = CASE WHEN $6 THEN v.a ELSE c.declined_by END,
+               declined_at = CASE WHEN $6 THEN $4 ELSE c.declined_at END,
                missed_offers = c.missed_offers + $5, version = c.version + 1, updated_at = $4
           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS v(t, c, a)
          WHERE c.tenant_id = v.t AND c.id = v.c AND c.state = 'offered'
@@ -217,6 +224,7 @@ async def release_offers(
         [o["agent_id"] for o in offers],
         now,
         missed,
+        declined,
     )
     await conn.execute(
         """
