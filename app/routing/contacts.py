@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import phonenumbers
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, InvalidInput, NotFound
@@ -25,6 +24,11 @@ from app.routing.shards import shard_of
 from app.routing.transitions import dumps, emit, release_offers, touch_work, trail
 
 ACTIVE_STATES = ("queued", "offered", "in_progress", "wrap_up")
+DEFAULT_HANDLE_SECONDS = 180.0
+_QUEUE = (
+    "SELECT id, channels, max_waiting, overflow_queue_id, sticky_timeout_seconds "
+    "FROM queues WHERE tenant_id = $1 AND id = $2"
+)
 
 
 async def _count_active(session: AsyncSession, scope: TenantScope) -> int:
@@ -48,14 +52,83 @@ async def _resolve_flow(
     session: AsyncSession, scope: TenantScope, data: ContactCreate
 ) -> dict[str, Any]:
     """Run the published flow with the given answers up to its queue (or refuse)."""
-    from app.business_hours import repository as hours_repo
-    from app.business_hours.service import status_of
     from app.flows import interpreter as fi
+    from app.flows import repository as flows_repo
     from app.flows.service import published_graph
 
     assert data.flow_id is not None
+    flow = await flows_repo.get(session, scope, data.flow_id)
+    if flow is None:
+        raise InvalidInput(
+            "body.flow_id: no such flow in this tenant",
+            code="unknown-reference",
+            field="body.flow_id",
+        )
+    if flow.published_version is None:
+        raise InvalidInput(
+            "body.flow_id: the flow has never been published",
+            code="flow-not-published",
+            field="body.flow_id",
+        )
+    if flow.channel not in ("any", data.channel):
+        raise InvalidInput(
+            f"body.channel: the flow is for {flow.channel} contacts, not {data.channel}",
+            code="channel-not-taken",
+            field="body.channel",
+        )
     number, graph = await published_graph(session, scope, data.flow_id)
     attrs = {k: v for k, v in data.attributes.items() if isinstance(v, str | int | float)}
+    try:
+        run, actions = await _run_flow(session, scope, data, graph, number, attrs)
+    except fi.FlowError as exc:
+        raise InvalidInput(
+            f"body.flow_id: the flow failed ({exc})", code="flow-failed", field="body.flow_id"
+        ) from None
+    # A callback the customer accepted may be followed by goodbyes: the queueing action
+    # decides, wherever it is.
+    last = next((a for a in reversed(actions) if isinstance(a, fi.Queue | fi.Callback)), None)
+    if isinstance(last, fi.Queue):
+        return {
+            "queue_id": last.queue_id,
+            "priority": last.priority,
+            "skills": [
+                {"skill_id": str(s.skill_id), "min_proficiency": s.min_proficiency}
+                for s in last.extra_skills
+            ],
+            "flow_answers": dict(run.attributes),
+            "mode": "live",
+        }
+    if isinstance(last, fi.Callback):
+        return {
+            "queue_id": last.queue_id,
+            "priority": data.priority,
+            "skills": [],
+            "flow_answers": dict(run.attributes),
+            "mode": "callback",
+        }
+    end = actions[-1] if actions else None
+    outcome = end.as_dict() if end is not None else {"kind": "nothing"}
+    raise InvalidInput(
+        f"body.flow_id: the flow ended without queueing the contact ({outcome.get('kind')})",
+        code="flow-did-not-queue",
+        field="body.flow_id",
+        outcome=outcome,
+    )
+
+
+async def _run_flow(
+    session: AsyncSession,
+    scope: TenantScope,
+    data: ContactCreate,
+    graph: Any,
+    number: int,
+    attrs: dict[str, Any],
+) -> tuple[Any, list[Any]]:
+    """Run the flow, feeding the caller's answers, until it ends (or waits in vain)."""
+    from app.business_hours import repository as hours_repo
+    from app.business_hours.service import status_of
+    from app.flows import interpreter as fi
+
     run = fi.start(graph, attrs, flow_id=data.flow_id, version=number)
     actions = list(run.first_actions)
     answers = list(data.flow_inputs)
@@ -81,33 +154,7 @@ async def _resolve_flow(
         else:
             answer = answers.pop(0) if answers else "no"
             actions += run.feed(fi.callback_answer(answer.lower() in ("yes", "1", "y")))
-    last = actions[-1] if actions else None
-    if isinstance(last, fi.Queue):
-        return {
-            "queue_id": last.queue_id,
-            "priority": last.priority,
-            "skills": [
-                {"skill_id": str(s.skill_id), "min_proficiency": s.min_proficiency}
-                for s in last.extra_skills
-            ],
-            "flow_answers": dict(run.attributes),
-            "mode": "live",
-        }
-    if isinstance(last, fi.Callback):
-        return {
-            "queue_id": last.queue_id,
-            "priority": data.priority,
-            "skills": [],
-            "flow_answers": dict(run.attributes),
-            "mode": "callback",
-        }
-    outcome = last.as_dict() if last is not None else {"kind": "nothing"}
-    raise InvalidInput(
-        f"body.flow_id: the flow ended without queueing the contact ({outcome.get('kind')})",
-        code="flow-did-not-queue",
-        field="body.flow_id",
-        outcome=outcome,
-    )
+    return run, actions
 
 
 async def enqueue(
@@ -134,12 +181,7 @@ async def enqueue(
     else:
         assert data.queue_id is not None
         queue_id = data.queue_id
-    queue = await conn.fetchrow(
-        "SELECT id, channels, max_waiting, overflow_queue_id, sticky_timeout_seconds "
-        "FROM queues WHERE tenant_id = $1 AND id = $2",
-        scope.tenant_id,
-        queue_id,
-    )
+    queue = await conn.fetchrow(_QUEUE, scope.tenant_id, queue_id)
     field = "body.queue_id" if data.flow_id is None else "body.flow_id"
     if queue is None:
         raise InvalidInput(
@@ -153,7 +195,7 @@ async def enqueue(
         )
     await _check_references(conn, scope, data)
     await ensure_room(session, scope, plan, "concurrent_contacts")
-    queue = await _room_in_line(conn, scope, queue)
+    queue = await _room_in_line(conn, scope, queue, data.channel)
 
     sticky = None
     if data.customer_ref and queue["sticky_timeout_seconds"] > 0:
@@ -239,10 +281,12 @@ async def _check_references(
 
 
 async def _room_in_line(
-    conn: asyncpg.Connection, scope: TenantScope, queue: asyncpg.Record
+    conn: asyncpg.Connection, scope: TenantScope, queue: asyncpg.Record, channel: str
 ) -> asyncpg.Record:
-    """The queue itself, or its overflow queue when it is full (max_waiting)."""
+    """The queue itself, or its overflow queue when it is full (max_waiting) and takes
+    the contact's channel."""
     seen: set[uuid.UUID] = set()
+    full = queue
     while queue["max_waiting"] is not None:
         seen.add(queue["id"])
         # Serialise enqueues into this queue, so two cannot both take the last place.
@@ -258,18 +302,14 @@ async def _room_in_line(
         if waiting < queue["max_waiting"]:
             break
         nxt = queue["overflow_queue_id"]
-        if nxt is None or nxt in seen:
+        if nxt is not None and nxt not in seen:
+            queue = await conn.fetchrow(_QUEUE, scope.tenant_id, nxt)
+        if nxt is None or nxt in seen or queue is None or channel not in queue["channels"]:
             raise Conflict(
-                f"The queue is full ({queue['max_waiting']} waiting).",
+                f"The queue is full ({full['max_waiting']} waiting).",
                 code="queue-full",
-                max_waiting=queue["max_waiting"],
+                max_waiting=full["max_waiting"],
             )
-        queue = await conn.fetchrow(
-            "SELECT id, channels, max_waiting, overflow_queue_id, sticky_timeout_seconds "
-            "FROM queues WHERE tenant_id = $1 AND id = $2",
-            scope.tenant_id,
-            nxt,
-        )
     return queue
 
 
@@ -294,8 +334,8 @@ async def position_and_wait(
     """Place in line (1 = next) and an estimate of the wait left.
 
     Estimate: contacts ahead + 1, times the queue's recent average handle time, over the
-    agents who serve the queue and are logged in (available or busy); with no history
-    the queue's recent speed of answer stands in. None when nobody serves the queue.
+    agents who serve the queue and are logged in (available or busy); with no handled
+    contact in the last hour, three minutes stand in. None when nobody serves the queue.
     """
     if row["state"] != "queued":
         return None, None
@@ -336,7 +376,7 @@ async def position_and_wait(
     position = int(ahead) + 1
     if not staffed:
         return position, None
-    aht = float(stats["aht"]) if stats and stats["aht"] is not None else 180.0
+    aht = float(stats["aht"]) if stats and stats["aht"] is not None else DEFAULT_HANDLE_SECONDS
     return position, round(position * aht / staffed, 1)
 
 
@@ -387,42 +427,44 @@ async def abandon(session: AsyncSession, scope: TenantScope, contact_id: uuid.UU
     waited stays for the metrics."""
     conn = await raw(session)
     now = utcnow()
-    row = await get_row(conn, scope, contact_id)
-    if row["state"] not in ("queued", "offered"):
-        raise Conflict(
-            f"The contact is {row['state']}; only a waiting contact can be abandoned.",
-            code="contact-not-waiting",
-            state=row["state"],
+    # A routing worker may offer the contact between our read and our write: look again.
+    for _ in range(3):
+        row = await get_row(conn, scope, contact_id)
+        if row["state"] not in ("queued", "offered"):
+            raise Conflict(
+                f"The contact is {row['state']}; only a waiting contact can be abandoned.",
+                code="contact-not-waiting",
+                state=row["state"],
+            )
+        if row["state"] == "offered":
+            offers = await conn.fetch(
+                "SELECT id FROM reservations WHERE tenant_id = $1 AND contact_id = $2 "
+                "AND state = 'offered'",
+                scope.tenant_id,
+                contact_id,
+            )
+            await release_offers(
+                conn,
+                now=now,
+                outcome="rescinded",
+                reason="contact-abandoned",
+                reservation_ids=[r["id"] for r in offers],
+            )
+        done = await conn.fetchrow(
+            """
+            UPDATE contacts SET state = 'abandoned', abandoned_at = $3, agent_id = NULL,
+                   wait_seconds = extract(epoch FROM $3 - enqueued_at),
+                   version = version + 1, updated_at = $3
+             WHERE tenant_id = $1 AND id = $2 AND state = 'queued'
+            RETURNING *
+            """,
+            scope.tenant_id,
+            contact_id,
+            now,
         )
-    if row["state"] == "offered":
-        await release_offers(
-            conn,
-            now=now,
-            outcome="rescinded",
-            reason="contact-abandoned",
-            reservation_ids=[
-                r["id"]
-                for r in await conn.fetch(
-                    "SELECT id FROM reservations WHERE tenant_id = $1 AND contact_id = $2 "
-                    "AND state = 'offered'",
-                    scope.tenant_id,
-                    contact_id,
-                )
-            ],
-        )
-    done = await conn.fetchrow(
-        """
-        UPDATE contacts SET state = 'abandoned', abandoned_at = $3, agent_id = NULL,
-               wait_seconds = extract(epoch FROM $3 - enqueued_at),
-               version = version + 1, updated_at = $3
-         WHERE tenant_id = $1 AND id = $2 AND state = 'queued'
-        RETURNING *
-        """,
-        scope.tenant_id,
-        contact_id,
-        now,
-    )
-    if done is None:
+        if done is not None:
+            break
+    else:
         raise Conflict("The contact changed meanwhile; try again.", code="contact-changed")
     await trail(
         conn,
@@ -457,17 +499,8 @@ async def make_callback(
     session: AsyncSession, scope: TenantScope, contact_id: uuid.UUID, number: str
 ) -> ContactRead:
     """Virtual hold: the customer hangs up and is called back when their turn comes;
-    the contact keeps its place in line."""
-    try:
-        parsed = phonenumbers.parse(number, None)
-        ok = phonenumbers.is_valid_number(parsed) or phonenumbers.is_possible_number(parsed)
-    except phonenumbers.NumberParseException:
-        ok = False
-    if not ok or not number.startswith("+"):
-        raise InvalidInput(
-            "body.number: must be an E.164 number such as +12025550123", field="body.number"
-        )
-    e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+    the contact keeps its place in line. ``number`` is a checked E.164 number
+    (``CallbackRequest``)."""
     conn = await raw(session)
     now = utcnow()
     row = await get_row(conn, scope, contact_id)
@@ -486,7 +519,7 @@ async def make_callback(
         """,
         scope.tenant_id,
         contact_id,
-        e164,
+        number,
         now,
     )
     if done is None:

@@ -362,9 +362,14 @@ async def complete(
     tags=["agent desktop"],
 )
 async def finish_wrap_up(
-    reservation_id: uuid.UUID, body: WrapUpRequest, session: SessionDep, principal: AgentWork
+    reservation_id: uuid.UUID,
+    session: SessionDep,
+    principal: AgentWork,
+    body: WrapUpRequest | None = None,
 ) -> ReservationRead:
-    """After-contact work is done (with an optional wrap-up code): the work completes."""
+    """After-contact work is done (with an optional wrap-up code; the body may be left
+    out): the work completes."""
+    code = body.code if body is not None else None
     return await reservations.wrap_up(
-        session, principal.scope, reservation_id, _agent_id(principal), body.code
+        session, principal.scope, reservation_id, _agent_id(principal), code
     )

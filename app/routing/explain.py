@@ -176,8 +176,12 @@ async def agent_routing(
             elif not any(w["eligible"] for w in waiting_json):
                 codes = sorted({w.get("code", "") for w in waiting_json})
                 reasons.append("waiting contacts need what this agent lacks: " + ", ".join(codes))
-    receiving = presence.status == "available" and not reasons
-    if receiving:
+    # An offer waiting for the agent's answer is work received, even if it fills them up.
+    offers = sum(1 for r in presence.reservations if r.state == "offered")
+    receiving = presence.status == "available" and (offers > 0 or not reasons)
+    if offers:
+        reasons.insert(0, f"receiving work: {offers} offer(s) waiting for the agent's answer")
+    elif receiving:
         reasons.append("available with room: the next matching round can offer work")
     return AgentRouting(
         agent_id=agent_id,

@@ -203,6 +203,9 @@ async def set_status_on(
     await emit(conn, [(scope.tenant_id, shard, agent_id, "presence.changed", payload)])
     if change.status == "available":
         await touch_work(conn, scope.tenant_id, shard, now)
+    elif expires is not None:
+        # Nothing to match, but the router must sign the agent out if heartbeats stop.
+        await touch_work(conn, scope.tenant_id, shard, expires)
     return await read(conn, scope, agent_id)
 
 

@@ -44,6 +44,17 @@ async def _get(
     return row
 
 
+async def _lock_agent(conn: asyncpg.Connection, scope: TenantScope, agent_id: uuid.UUID) -> None:
+    """Lock the agent's presence row first (the lock order everywhere): two requests for
+    one reservation (a double click) then run one after the other, and the second sees
+    what the first did instead of giving the points back twice."""
+    await conn.execute(
+        "SELECT 1 FROM agent_presence WHERE tenant_id = $1 AND agent_id = $2 FOR UPDATE",
+        scope.tenant_id,
+        agent_id,
+    )
+
+
 def _wrong_state(row: asyncpg.Record, action: str, wanted: str) -> Conflict:
     return Conflict(
         f"The reservation is {row['state']}; {action} needs it {wanted}.",
@@ -134,6 +145,7 @@ async def reject(
     agent_id: uuid.UUID,
     reason: str | None = None,
 ) -> ReservationRead:
+    await _lock_agent(conn, scope, agent_id)
     row = await _get(conn, scope, reservation_id, agent_id)
     if row["state"] != "offered":
         raise _wrong_state(row, "rejecting", "offered")
@@ -174,21 +186,25 @@ async def complete(
         idempotency_key=f"reservation:{reservation_id}:handled",
         attributes={"contact_id": str(row["contact_id"]), "queue_id": str(row["queue_id"])},
     )
-    await conn.execute(
+    # Guarded by state: of two concurrent completes, the second changes nothing.
+    moved = await conn.fetchval(
         "UPDATE contacts SET state = 'wrap_up', wrap_up_at = $3, version = version + 1, "
-        "updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND state = 'in_progress'",
+        "updated_at = $3 WHERE tenant_id = $1 AND id = $2 AND state = 'in_progress' "
+        "RETURNING id",
         scope.tenant_id,
         row["contact_id"],
         now,
     )
-    await conn.execute(
+    wrapping = await conn.fetchval(
         "UPDATE reservations SET state = 'wrap_up', wrap_up_at = $3, wrap_up_expires_at = $4 "
-        "WHERE tenant_id = $1 AND id = $2",
+        "WHERE tenant_id = $1 AND id = $2 AND state = 'in_progress' RETURNING id",
         scope.tenant_id,
         reservation_id,
         now,
         now + timedelta(seconds=wrap or 0),
     )
+    if moved is None or wrapping is None:
+        raise Conflict("The reservation changed meanwhile.", code="reservation-changed")
     await emit(
         conn,
         [
@@ -227,6 +243,7 @@ async def wrap_up(
 ) -> ReservationRead:
     """The agent is done with after-contact work (optionally with a wrap-up code)."""
     conn = await raw(session)
+    await _lock_agent(conn, scope, agent_id)
     row = await _get(conn, scope, reservation_id, agent_id)
     if row["state"] != "wrap_up":
         raise _wrong_state(row, "finishing wrap-up", "wrap_up")

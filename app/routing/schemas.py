@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import math
 import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from app.core.schemas import StrictInt
+from app.phone_numbers.e164 import E164
 from app.queues.schemas import Channel, RequiredSkill
 
 ContactState = Literal["queued", "offered", "in_progress", "wrap_up", "completed", "abandoned"]
@@ -19,6 +22,40 @@ ReservationState = Literal[
 ]
 
 MAX_ATTRIBUTES_BYTES = 8192
+MAX_ATTRIBUTES_DEPTH = 8
+
+
+def _plain_text(v: str) -> str:
+    # PostgreSQL text cannot hold NUL; other control characters are a client's bug.
+    if any(ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError("must not contain control characters")
+    return v
+
+
+def _storable(value: Any, depth: int = 0) -> None:
+    """Raise ValueError unless ``value`` fits in a PostgreSQL jsonb column: no NUL, no
+    lone surrogates, no NaN or Infinity, and not nested deeper than the bound."""
+    if depth > MAX_ATTRIBUTES_DEPTH:
+        raise ValueError(f"must not nest deeper than {MAX_ATTRIBUTES_DEPTH} levels")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("must not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("must not contain NaN or Infinity")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, depth + 1)
+            _storable(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item, depth + 1)
+
+
+PlainText = Annotated[str, AfterValidator(_plain_text)]
 
 
 class ContactCreate(BaseModel):
@@ -49,12 +86,12 @@ class ContactCreate(BaseModel):
     flow_id: uuid.UUID | None = Field(
         default=None, description="A published contact flow whose transfer picks the queue"
     )
-    flow_inputs: list[str] = Field(
+    flow_inputs: list[Annotated[PlainText, Field(max_length=200)]] = Field(
         default_factory=list,
         max_length=20,
         description="Answers fed to the flow's input nodes, in order (e.g. DTMF digits)",
     )
-    customer_ref: Annotated[str, Field(min_length=1, max_length=200)] | None = Field(
+    customer_ref: Annotated[PlainText, Field(min_length=1, max_length=200)] | None = Field(
         default=None, description="Your reference for the customer (sticky routing uses it)"
     )
     priority: StrictInt = Field(default=5, ge=1, le=10, description="1 is the most urgent")
@@ -66,15 +103,20 @@ class ContactCreate(BaseModel):
         default_factory=dict, description="Customer and contact attributes (for best_score)"
     )
 
+    @field_validator("required_skills")
+    @classmethod
+    def _distinct(cls, v: list[RequiredSkill]) -> list[RequiredSkill]:
+        ids = [s.skill_id for s in v]
+        if len(ids) != len(set(ids)):
+            raise ValueError("names a skill twice")
+        return v
+
     @field_validator("attributes")
     @classmethod
     def _bounded(cls, v: dict[str, Any]) -> dict[str, Any]:
-        import json
-
-        if len(json.dumps(v, default=str)) > MAX_ATTRIBUTES_BYTES:
+        _storable(v)
+        if len(json.dumps(v, ensure_ascii=False).encode()) > MAX_ATTRIBUTES_BYTES:
             raise ValueError(f"must encode to at most {MAX_ATTRIBUTES_BYTES} bytes of JSON")
-        if "\\u0000" in json.dumps(v):
-            raise ValueError("must not contain NUL characters")
         return v
 
 
@@ -110,7 +152,7 @@ class ContactRead(BaseModel):
 class CallbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    number: str = Field(min_length=2, max_length=32, description="E.164, e.g. +12025550123")
+    number: E164 = Field(description="The customer's number, E.164 (e.g. +12025550123)")
 
 
 class PresenceUpdate(BaseModel):
