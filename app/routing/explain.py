@@ -6,6 +6,7 @@ policy code as the routing workers against the tenant's agents now.
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from app.db.tenant import TenantScope
 from app.routing import presence as presence_service
 from app.routing import snapshots
 from app.routing.contacts import get_row
-from app.routing.policy import explain_agent, explain_contact
+from app.routing.policy import explain_agent, explain_contact, plan_round
 from app.routing.schemas import AgentRouting, RoutingTrail
 
 
@@ -109,12 +110,35 @@ async def contact_trail(
             available,
             ahead=int(ahead or 0),
         )
+        held = await held_agents(conn, scope, queues, available, now)
+        for agent_row in now_part["agents"]:
+            holding = held.get(uuid.UUID(agent_row["agent_id"]))
+            if agent_row["eligible"] and holding is not None and holding != contact_id:
+                agent_row.update(
+                    eligible=False,
+                    code="held-for-larger-contact",
+                    reason=f"kept free for contact {holding}, ahead in line, needing more points",
+                )
         now_part["agents"] = (
             now_part["agents"] + unavailable[: max(0, 25 - len(now_part["agents"]))]
         )
         now_part["agents_total"] += len(unavailable)
         now_part["ahead_in_line"] = int(ahead or 0)
     return RoutingTrail(contact_id=contact_id, state=row["state"], trail=trail, now=now_part)
+
+
+async def held_agents(
+    conn: asyncpg.Connection,
+    scope: TenantScope,
+    queues: dict[uuid.UUID, Any],
+    available: list[Any],
+    now: float,
+) -> dict[uuid.UUID, uuid.UUID]:
+    """Agents the policy keeps free for a bigger contact ahead in line (a call behind
+    which chats wait), as the next round would: agent -> that contact."""
+    heads = await snapshots.load_waiting(conn, {scope.tenant_id: queues}, 50)
+    plan = plan_round(now, queues, heads.get(scope.tenant_id, []), copy.deepcopy(available))
+    return plan.held
 
 
 async def agent_routing(
@@ -170,6 +194,15 @@ async def agent_routing(
         waiting_json = explain_agent(
             datetime.now(UTC).timestamp(), snap, policies, heads.get(scope.tenant_id, [])
         )
+        if not reasons and presence.status == "available":
+            available, _ = await _all_agents(conn, scope)
+            now = datetime.now(UTC).timestamp()
+            holding = (await held_agents(conn, scope, policies, available, now)).get(agent_id)
+            if holding is not None:
+                reasons.append(
+                    f"kept free for contact {holding}, ahead in line, that needs more points "
+                    "than the agent has free now"
+                )
         if not reasons:
             if not any(q["waiting"] for q in queues_json):
                 reasons.append("no contact is waiting in the queues this agent serves")

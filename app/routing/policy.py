@@ -87,6 +87,7 @@ class WaitingContact:
     declined_by: uuid.UUID | None = None
     declined_at: float | None = None
     callback: bool = False
+    place: Any = None  # the source's own key of its place in line (the router pages by it)
 
     def sort_key(self) -> tuple[int, float, str]:
         return (self.priority, self.enqueued_at, str(self.id))
@@ -232,6 +233,8 @@ class RoundPlan:
     moves: list[Move]
     next_wake_at: float | None  # the earliest time a waiting contact's options change
     more: bool  # stopped at the offer cap with matchable work left
+    # Agents kept free for a bigger contact ahead in line: agent -> that contact.
+    held: dict[uuid.UUID, uuid.UUID] = field(default_factory=dict)
 
 
 def _ineligible(
@@ -248,7 +251,8 @@ def _ineligible(
     served = [q for q in need.queues if q in agent.queues]
     if not served:
         return ("queue-not-served", "routing profile does not serve this queue", None)
-    waited = now - contact.queue_entered_at
+    # Never negative: a contact committed after the round read its clock is due now.
+    waited = max(now - contact.queue_entered_at, 0.0)
     delays = [agent.queues[q][1] for q in served]
     if min(delays) > waited:
         at = contact.queue_entered_at + min(delays)
@@ -284,7 +288,7 @@ def _open_queues(
     agent: AgentSnapshot, contact: WaitingContact, need: Requirement, now: float
 ) -> list[uuid.UUID]:
     """The contact's queues the agent serves whose profile delay has passed."""
-    waited = now - contact.queue_entered_at
+    waited = max(now - contact.queue_entered_at, 0.0)
     return [q for q in need.queues if q in agent.queues and agent.queues[q][1] <= waited]
 
 
@@ -390,7 +394,7 @@ def plan_round(
     skipped = False
     # Agents held free for a bigger contact ahead in line (a call waiting while chats
     # keep arriving): they take nothing smaller until it fits.
-    draining: set[uuid.UUID] = set()
+    draining: dict[uuid.UUID, uuid.UUID] = {}
     for contact, queue, need, eligible, too_full in plans:
         if max_offers is not None and len(offers) >= max_offers:
             more = more or bool(eligible)
@@ -415,7 +419,7 @@ def plan_round(
             if hold:
                 # The one closest to fitting it (then the longest idle) drains for it.
                 keep = max(hold, key=lambda a: (a.free, now - a.idle_since))
-                draining.add(keep.id)
+                draining[keep.id] = contact.id
             continue
         agent, why = _rank(queue, contact, need, candidates, now, scorer)
         served_via = min(_open_queues(agent, contact, need, now), key=lambda q: agent.queues[q][0])
@@ -430,7 +434,7 @@ def plan_round(
         offers.append(Offer(contact.id, agent.id, served_via, cost, why))
     if skipped and offers:
         more = True
-    return RoundPlan(offers, moves, wake, more or bool(moves))
+    return RoundPlan(offers, moves, wake, more or bool(moves), draining)
 
 
 # ---------------------------------------------------------------------------- explanations

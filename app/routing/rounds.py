@@ -23,8 +23,11 @@ from typing import Any
 import asyncpg
 
 from app.routing import snapshots, transitions
-from app.routing.policy import DEFAULT_SCORER, Offer, Scorer, plan_round
+from app.routing.policy import DEFAULT_SCORER, Offer, Scorer, WaitingContact, plan_round
 from app.routing.transitions import emit, plus, trail
+
+# How many further pages of a blocked line one round may read (each ``per queue`` deep).
+EXTRA_PAGES = 4
 
 
 @dataclass(slots=True)
@@ -105,37 +108,60 @@ async def run_round(
 
         queues = await snapshots.load_queues(conn, tenants)
         agents = await snapshots.load_available_agents(conn, tenants, mine)
-        # Only tenants with someone to offer to need their lines read.
-        with_agents = {t: q for t, q in queues.items() if agents.get(t)}
-        waiting = await snapshots.load_waiting(conn, with_agents, max_offers_per_tenant)
+        # Lines are read for tenants with someone to offer to, or with a maximum wait
+        # that moves contacts to another queue whoever is logged in.
+        to_read = {
+            t: q
+            for t, q in queues.items()
+            if agents.get(t) or any(p.max_wait_seconds and p.overflow_queue_id for p in q.values())
+        }
+        per_queue = max_offers_per_tenant
+        waiting = await snapshots.load_waiting(conn, to_read, per_queue)
 
         now = now_dt.timestamp()
         offers: list[tuple[uuid.UUID, int, Offer]] = []
         moves: list[tuple[uuid.UUID, int, Any]] = []
         next_due: dict[uuid.UUID, datetime | None] = {}
         shard_of = {r["tenant_id"]: r["shard"] for r in due}
-        for tenant_id in tenants:
-            plan = plan_round(
-                now,
-                queues.get(tenant_id, {}),
-                waiting.get(tenant_id, []),
-                agents.get(tenant_id, []),
-                scorer=scorer,
-                max_offers=max_offers_per_tenant,
-            )
-            shard = shard_of[tenant_id]
-            offers.extend((tenant_id, shard, o) for o in plan.offers)
-            moves.extend((tenant_id, shard, m) for m in plan.moves)
-            if plan.more:
-                next_due[tenant_id] = now_dt
-                result.more = True
-            else:
-                next_due[tenant_id] = _dt(plan.next_wake_at) if plan.next_wake_at else None
+        budget = dict.fromkeys(tenants, max_offers_per_tenant)
+        for page in range(1 + EXTRA_PAGES):
+            deeper: dict[tuple[uuid.UUID, uuid.UUID], snapshots.Keyset] = {}
+            for tenant_id in list(waiting) if page else tenants:
+                line = waiting.get(tenant_id, [])
+                plan = plan_round(
+                    now,
+                    queues.get(tenant_id, {}),
+                    line,
+                    agents.get(tenant_id, []),
+                    scorer=scorer,
+                    max_offers=budget[tenant_id],
+                )
+                shard = shard_of[tenant_id]
+                budget[tenant_id] -= len(plan.offers)
+                offers.extend((tenant_id, shard, o) for o in plan.offers)
+                moves.extend((tenant_id, shard, m) for m in plan.moves)
+                wake = _dt(plan.next_wake_at) if plan.next_wake_at else None
+                if plan.more:
+                    next_due[tenant_id] = now_dt
+                    result.more = True
+                elif page == 0 or wake is not None:
+                    earlier = next_due.get(tenant_id)
+                    next_due[tenant_id] = min(d for d in (wake, earlier) if d) if wake else earlier
+                # A full page of a line that left agents with room: the head may be
+                # blocked (skills nobody present has); look further back in that line.
+                if budget[tenant_id] > 0 and any(a.free > 0 for a in agents.get(tenant_id, [])):
+                    for qid, place in _full_pages(line, per_queue).items():
+                        deeper[(tenant_id, qid)] = place
+            if not deeper:
+                break
+            waiting = await snapshots.load_waiting(conn, to_read, per_queue, after=deeper)
 
         if moves:
             await _apply_moves(conn, moves, now_dt)
             result.moves = len(moves)
-        placed = await _apply_offers(conn, offers, now_dt, offer_timeout_seconds)
+        # The offers' own time: contacts committed after the round read its clock were
+        # read too, and an offer never predates its contact.
+        placed = await _apply_offers(conn, offers, datetime.now(UTC), offer_timeout_seconds)
         result.offers = len(placed)
         result.offer_latencies_ms = [lat for _, _, lat in placed]
         for tenant_id, _, _ in placed:
@@ -143,6 +169,17 @@ async def run_round(
 
         await _set_next_due(conn, due, next_due, now_dt)
     return result
+
+
+def _full_pages(line: list[WaitingContact], per_queue: int) -> dict[uuid.UUID, snapshots.Keyset]:
+    """Queues whose page of the line was full, with the place of its last contact."""
+    count: dict[uuid.UUID, int] = {}
+    last: dict[uuid.UUID, WaitingContact] = {}
+    for c in line:
+        count[c.queue_id] = count.get(c.queue_id, 0) + 1
+        if c.queue_id not in last or c.sort_key() > last[c.queue_id].sort_key():
+            last[c.queue_id] = c
+    return {q: last[q].place for q, n in count.items() if n >= per_queue}
 
 
 async def _apply_moves(

@@ -147,38 +147,58 @@ def contact_snapshot(r: asyncpg.Record) -> WaitingContact:
         declined_by=r["declined_by"],
         declined_at=ts(r["declined_at"]) if r["declined_at"] is not None else None,
         callback=r["mode"] == "callback",
+        place=(r["priority"], r["enqueued_at"], r["id"]),
     )
+
+
+Keyset = tuple[int, datetime, uuid.UUID]  # (priority, enqueued_at, id): a place in line
 
 
 async def load_waiting(
     conn: asyncpg.Connection,
     queues: dict[uuid.UUID, dict[uuid.UUID, QueuePolicy]],
     per_queue: int,
+    after: dict[tuple[uuid.UUID, uuid.UUID], Keyset] | None = None,
 ) -> dict[uuid.UUID, list[WaitingContact]]:
     """The head of every queue's line (``per_queue`` contacts each), so a long line in one
-    queue never hides the others."""
+    queue never hides the others; with ``after``, the next page of the given
+    (tenant, queue) lines, behind the place given."""
     tenants: list[uuid.UUID] = []
     queue_ids: list[uuid.UUID] = []
+    prio: list[int | None] = []
+    at: list[datetime | None] = []
+    ids: list[uuid.UUID | None] = []
     for tenant_id, qs in queues.items():
         for qid in qs:
+            if after is not None and (tenant_id, qid) not in after:
+                continue
+            place = after.get((tenant_id, qid)) if after is not None else None
             tenants.append(tenant_id)
             queue_ids.append(qid)
+            prio.append(place[0] if place else None)
+            at.append(place[1] if place else None)
+            ids.append(place[2] if place else None)
     if not queue_ids:
         return {}
     rows = await conn.fetch(
         f"""
         SELECT {_CONTACT_COLUMNS}
-          FROM unnest($1::uuid[], $2::uuid[]) AS v(t, q)
+          FROM unnest($1::uuid[], $2::uuid[], $4::int[], $5::timestamptz[], $6::uuid[])
+               AS v(t, q, p, e, i)
           CROSS JOIN LATERAL (
             SELECT * FROM contacts c
              WHERE c.tenant_id = v.t AND c.queue_id = v.q AND c.state = 'queued'
-             ORDER BY c.priority, c.enqueued_at
+               AND (v.p IS NULL OR (c.priority, c.enqueued_at, c.id) > (v.p, v.e, v.i))
+             ORDER BY c.priority, c.enqueued_at, c.id
              LIMIT $3
           ) c
         """,  # noqa: S608 - column list is a constant
         tenants,
         queue_ids,
         per_queue,
+        prio,
+        at,
+        ids,
     )
     out: dict[uuid.UUID, list[WaitingContact]] = defaultdict(list)
     for r in rows:

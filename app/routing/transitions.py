@@ -133,6 +133,24 @@ async def _select(
             where.append(f"{column} = ANY(${len(args)}::{cast}[])")
     if expired_in_shards is not None:
         where.append(f"r.{_DEADLINE[state]} <= $1")
+    # Lock the agents' presence rows first (the lock order), then read the reservations
+    # again: a concurrent accept, reject or wrap-up that got there first has committed
+    # by then, and its reservation is no longer in ``state`` (no double release).
+    locked = await conn.fetchval(
+        f"""
+        WITH agents AS (
+          SELECT DISTINCT r.tenant_id, r.agent_id FROM reservations r
+           WHERE {" AND ".join(where)}
+        ), locked AS (
+          SELECT 1 FROM agent_presence p JOIN agents a USING (tenant_id, agent_id)
+           ORDER BY p.tenant_id, p.agent_id FOR UPDATE OF p
+        )
+        SELECT count(*) FROM locked
+        """,  # noqa: S608 - the conditions are built above from constants
+        *args,
+    )
+    if not locked:
+        return []
     rows: list[asyncpg.Record] = await conn.fetch(
         "SELECT r.tenant_id, r.id, r.shard, r.contact_id, r.agent_id, r.points "  # noqa: S608
         f"FROM reservations r WHERE {' AND '.join(where)} ORDER BY r.tenant_id, r.agent_id",

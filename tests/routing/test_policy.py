@@ -202,3 +202,22 @@ def test_offer_cap_per_round_asks_for_another_round():
     plan = plan_round(NOW, {q.id: q}, line, agents, max_offers=2)
     assert len(plan.offers) == 2 and plan.more
     assert [o.contact_id for o in plan.offers] == [line[0].id, line[1].id]
+
+
+def test_the_agent_held_for_a_call_is_named_in_the_plan():
+    q = queue()
+    b = agent({q.id: (1, 0)}, used=34)
+    call = contact(q, channel="voice", waited=30)
+    chat = contact(q, waited=5)
+    plan = plan_round(NOW, {q.id: q}, [call, chat], [b])
+    assert plan.offers == [] and plan.held == {b.id: call.id}
+
+
+def test_a_contact_newer_than_the_rounds_clock_is_matched_through_its_queue():
+    # Read after the round took its time: "waited" is a hair below zero.
+    q1, q2 = queue(name="vip"), queue(name="general")
+    a = agent({q1.id: (1, 0), q2.id: (2, 0)}, capacity=34)
+    older = contact(q2, waited=5)
+    fresh = contact(q1, waited=-0.002)
+    plan = plan_round(NOW, {q1.id: q1, q2.id: q2}, [older, fresh], [a])
+    assert [(o.contact_id, o.queue_id) for o in plan.offers] == [(fresh.id, q1.id)]
