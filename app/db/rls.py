@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from app.config import get_settings
 
-TENANT_PREDICATE = "tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid"
+# The setting is read in a scalar sub-select: PostgreSQL evaluates it once per statement
+# (an InitPlan) rather than once per row, and can still use it as an index condition.
+TENANT_PREDICATE = "tenant_id = (SELECT NULLIF(current_setting('app.tenant_id', true), '')::uuid)"
+# What migrations before c4a000000002 wrote (that one rewrites them to the above).
+TENANT_PREDICATE_V1 = "tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::uuid"
 
 
 def app_role() -> str:
@@ -51,7 +55,8 @@ def router_table_ddl(table: str, privileges: str, *, by: str) -> list[str]:
     computed from ``tenant_id`` (small configuration tables).
     """
     key = "shard" if by == "shard" else "switchboard_shard_of(tenant_id)"
-    predicate = f"{key} = ANY (switchboard_router_shards())"
+    # The cast keeps the sub-select a scalar (an array), not ANY's row-set form.
+    predicate = f"{key} = ANY ((SELECT switchboard_router_shards())::smallint[])"
     return [
         f'CREATE POLICY router_shards ON {table} TO "{router_role()}" '
         f"USING ({predicate}) WITH CHECK ({predicate})",

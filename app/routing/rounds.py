@@ -107,16 +107,13 @@ async def run_round(
         result.offline = len(gone)
 
         queues = await snapshots.load_queues(conn, tenants)
-        agents = await snapshots.load_available_agents(conn, tenants, mine)
-        # Lines are read for tenants with someone to offer to, or with a maximum wait
-        # that moves contacts to another queue whoever is logged in.
-        to_read = {
-            t: q
-            for t, q in queues.items()
-            if agents.get(t) or any(p.max_wait_seconds and p.overflow_queue_id for p in q.values())
-        }
+        # Lines first (an index probe per queue), then the agents of tenants with someone
+        # waiting: a tenant woken by a completion with an empty line reads no agents.
         per_queue = max_offers_per_tenant
-        waiting = await snapshots.load_waiting(conn, to_read, per_queue)
+        waiting = await snapshots.load_waiting(conn, queues, per_queue)
+        agents = await snapshots.load_available_agents(
+            conn, [t for t in tenants if waiting.get(t)], mine
+        )
 
         now = now_dt.timestamp()
         offers: list[tuple[uuid.UUID, int, Offer]] = []
@@ -154,7 +151,7 @@ async def run_round(
                         deeper[(tenant_id, qid)] = place
             if not deeper:
                 break
-            waiting = await snapshots.load_waiting(conn, to_read, per_queue, after=deeper)
+            waiting = await snapshots.load_waiting(conn, queues, per_queue, after=deeper)
 
         if moves:
             await _apply_moves(conn, moves, now_dt)

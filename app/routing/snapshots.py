@@ -60,37 +60,51 @@ async def load_queues(
     return out
 
 
+# Skills and profile queues come as parallel arrays: asyncpg decodes uuid[] and int[]
+# in C, where JSON objects keyed by text would cost a parse and a uuid.UUID() each.
 _AGENTS_SQL = """
 SELECT p.tenant_id, p.agent_id, p.capacity_points, p.used_points, p.idle_since, p.status,
        p.break_reason, p.missed_offers, a.display_name, a.status AS agent_status,
        coalesce(rp.channel_costs, '{}') AS channel_costs,
-       coalesce((SELECT jsonb_object_agg(s.skill_id::text, jsonb_build_array(s.proficiency, k.name))
-                   FROM agent_skills s JOIN skills k
-                     ON k.tenant_id = s.tenant_id AND k.id = s.skill_id
-                  WHERE s.tenant_id = p.tenant_id AND s.agent_id = p.agent_id), '{}') AS skills,
-       coalesce((SELECT jsonb_agg(jsonb_build_array(q.queue_id::text, q.priority, q.delay_seconds))
-                   FROM routing_profile_queues q
-                  WHERE q.tenant_id = p.tenant_id
-                    AND q.routing_profile_id = a.routing_profile_id), '[]') AS queues
+       sk.ids AS skill_ids, sk.levels AS skill_levels, sk.names AS skill_names,
+       pq.ids AS queue_ids, pq.priorities AS queue_priorities, pq.delays AS queue_delays
   FROM agent_presence p
   JOIN agents a ON a.tenant_id = p.tenant_id AND a.id = p.agent_id
   LEFT JOIN routing_profiles rp
     ON rp.tenant_id = a.tenant_id AND rp.id = a.routing_profile_id
+  LEFT JOIN LATERAL (
+    SELECT array_agg(s.skill_id) AS ids, array_agg(s.proficiency) AS levels,
+           array_agg(k.name::text) AS names
+      FROM agent_skills s JOIN skills k ON k.tenant_id = s.tenant_id AND k.id = s.skill_id
+     WHERE s.tenant_id = p.tenant_id AND s.agent_id = p.agent_id
+  ) sk ON true
+  LEFT JOIN LATERAL (
+    SELECT array_agg(q.queue_id) AS ids, array_agg(q.priority) AS priorities,
+           array_agg(q.delay_seconds) AS delays
+      FROM routing_profile_queues q
+     WHERE q.tenant_id = p.tenant_id AND q.routing_profile_id = a.routing_profile_id
+  ) pq ON true
 """
 
 
 def agent_snapshot(r: asyncpg.Record) -> AgentSnapshot:
-    skills = _json(r["skills"])
+    skill_ids = r["skill_ids"] or []
+    queue_ids = r["queue_ids"] or []
     return AgentSnapshot(
         id=r["agent_id"],
         capacity=r["capacity_points"],
         used=r["used_points"],
         idle_since=ts(r["idle_since"]),
-        skills={uuid.UUID(k): int(v[0]) for k, v in skills.items()},
-        queues={uuid.UUID(q): (int(p), float(d)) for q, p, d in _json(r["queues"])},
+        skills=dict(zip(skill_ids, r["skill_levels"] or [], strict=True)),
+        queues={
+            q: (p, float(d))
+            for q, p, d in zip(
+                queue_ids, r["queue_priorities"] or [], r["queue_delays"] or [], strict=True
+            )
+        },
         channel_costs={k: int(v) for k, v in _json(r["channel_costs"]).items()},
         name=r["display_name"],
-        skill_names={uuid.UUID(k): str(v[1]) for k, v in skills.items()},
+        skill_names=dict(zip(skill_ids, r["skill_names"] or [], strict=True)),
     )
 
 
@@ -98,9 +112,10 @@ async def load_available_agents(
     conn: asyncpg.Connection, tenant_ids: Sequence[uuid.UUID], shards: Sequence[int] | None = None
 ) -> dict[uuid.UUID, list[AgentSnapshot]]:
     """Agents who could take work now: available, active, with points to spare."""
-    sql = _AGENTS_SQL + (
+    sql = _AGENTS_SQL + (  # noqa: S608 - constant text
         " WHERE p.tenant_id = ANY($1::uuid[]) AND p.status = 'available'"
-        " AND p.used_points < p.capacity_points AND a.status = 'active'"
+        " AND a.status = 'active' AND p.capacity_points - p.used_points >= coalesce("
+        "   (SELECT min(c.value::int) FROM jsonb_each_text(rp.channel_costs) c), 1)"
     )
     args: list[Any] = [list(tenant_ids)]
     if shards is not None:
