@@ -195,6 +195,9 @@ def router(
     metrics_port: Annotated[
         int | None, typer.Option(help="Serve Prometheus metrics on this port")
     ] = None,
+    worker_id: Annotated[
+        str | None, typer.Option(help="This worker's name in the leases (default host:pid:random)")
+    ] = None,
 ) -> None:
     """A routing worker (run any number): leases shards, matches contacts to agents."""
     import logging
@@ -212,6 +215,8 @@ def router(
             batch_tenants=settings.routing_batch_tenants,
             max_offers_per_tenant=settings.routing_max_offers_per_tenant,
         )
+        if worker_id:
+            config.worker_id = worker_id[:100]
         asyncio.run(serve(config, metrics_port))
 
 

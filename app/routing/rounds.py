@@ -95,10 +95,16 @@ async def run_round(
             reason="ring-no-answer",
             expired_in_shards=mine,
             tenant_ids=tenants,
+            touch=False,
         )
         result.timed_out = len(expired)
         wrapped = await transitions.finish_wrap_ups(
-            conn, now=now_dt, reason="wrap-up-timer", expired_in_shards=mine, tenant_ids=tenants
+            conn,
+            now=now_dt,
+            reason="wrap-up-timer",
+            expired_in_shards=mine,
+            tenant_ids=tenants,
+            touch=False,
         )
         result.wrap_ups = len(wrapped)
         gone = await transitions.expire_heartbeats(

@@ -4,7 +4,10 @@ Shared by the API (tenant-bound transaction, ``app.tenant_id``) and the routing 
 (shard-bound transaction, ``app.router_shards``): row-level security decides which rows
 either one sees, the statements are the same.
 
-Lock order everywhere: agent presence, then contacts, then reservations. Each change
+Lock order everywhere: agent presence, then contacts, then reservations, and the
+tenant's ``routing_work`` row last. Inside a matching round the timers do not touch
+``routing_work`` at all (``touch=False``): the round replans those tenants at once and
+sets their next due time when it ends. Each change
 writes its decision-trail row and its outbox event in the same transaction; outbox
 events are announced with NOTIFY ``sb_outbox`` (delivered on commit) and routing work
 with NOTIFY ``sb_routing`` (the shard number).
@@ -169,6 +172,7 @@ async def release_offers(
     expired_in_shards: Sequence[int] | None = None,
     tenant_ids: Sequence[uuid.UUID] | None = None,
     agent_ids: Sequence[uuid.UUID] | None = None,
+    touch: bool = True,
 ) -> list[asyncpg.Record]:
     """End live offers as ``rejected``, ``timed_out`` or ``rescinded``: each contact goes
     back to its original place in line, the agent's points come back, and the agent is
@@ -303,10 +307,18 @@ async def release_offers(
             reason="agent-on-break",
             agent_ids=[b["agent_id"] for b in on_break],
             tenant_ids=list({b["tenant_id"] for b in on_break}),
+            touch=touch,
         )
-    for tenant_id, shard in {(o["tenant_id"], o["shard"]) for o in offers}:
-        await touch_work(conn, tenant_id, shard, now)
+    if touch:
+        await _touch_all(conn, offers, now)
     return list(offers)
+
+
+async def _touch_all(
+    conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], now: datetime
+) -> None:
+    for tenant_id, shard in sorted({(r["tenant_id"], r["shard"]) for r in rows}, key=str):
+        await touch_work(conn, tenant_id, shard, now)
 
 
 async def finish_wrap_ups(
@@ -318,6 +330,7 @@ async def finish_wrap_ups(
     code: str | None = None,
     expired_in_shards: Sequence[int] | None = None,
     tenant_ids: Sequence[uuid.UUID] | None = None,
+    touch: bool = True,
 ) -> list[asyncpg.Record]:
     """Complete work in wrap-up (the agent is done, or the queue's timer ran out): the
     contact is completed and the agent's points come back."""
@@ -378,8 +391,8 @@ async def finish_wrap_ups(
             for r in rows
         ],
     )
-    for tenant_id, shard in {(r["tenant_id"], r["shard"]) for r in rows}:
-        await touch_work(conn, tenant_id, shard, now)
+    if touch:
+        await _touch_all(conn, rows, now)
     return list(rows)
 
 
@@ -464,6 +477,7 @@ async def expire_heartbeats(
             reason="agent-offline",
             agent_ids=[g["agent_id"] for g in gone],
             tenant_ids=list({g["tenant_id"] for g in gone}),
+            touch=False,  # only the routing workers call this, inside a round
         )
     return list(gone)
 

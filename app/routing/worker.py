@@ -65,6 +65,7 @@ class Router:
         self.shards: set[int] = set()
         self.stats = RouterStats()
         self._wake = asyncio.Event()
+        self._rebalance = asyncio.Event()
         self._stop = asyncio.Event()
         self.keep_latencies = False
         self.metrics: RouterMetrics | None = None
@@ -72,29 +73,55 @@ class Router:
     # ------------------------------------------------------------------ lifecycle
 
     async def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._session()
+            except Exception as exc:
+                # A lost connection or an unexpected error: everything is in
+                # PostgreSQL, so start over with fresh connections. The leases stay
+                # ours if we are back within the lease time; otherwise others took them.
+                log.warning("router %s restarting after: %r", self.id, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+
+    async def _session(self) -> None:
+        """One life of the worker's three connections; returns on stop, raises when any
+        of its loops or connections fails (the lease loop stops renewing with it)."""
         from app.db.bootstrap import asyncpg_kwargs
 
         kw = asyncpg_kwargs(self.config.url)
-        listen = await asyncpg.connect(**kw)
-        work = await asyncpg.connect(**kw)
-        lease = await asyncpg.connect(**kw)
+        conns: list[asyncpg.Connection] = []
+        tasks: list[asyncio.Task[None]] = []
+        lost = asyncio.Event()
         try:
+            for _ in range(3):
+                conn = await asyncpg.connect(**kw)
+                conn.add_termination_listener(lambda _c: lost.set())
+                conns.append(conn)
+            listen, work, lease = conns
             await listen.add_listener(ROUTING_CHANNEL, self._on_notify)
             await self._heartbeat(lease)
             await self._balance(lease)
             tasks = [
                 asyncio.create_task(self._lease_loop(lease)),
                 asyncio.create_task(self._route_loop(work)),
+                asyncio.create_task(self._stop.wait()),  # type: ignore[arg-type]
+                asyncio.create_task(lost.wait()),  # type: ignore[arg-type]
             ]
-            await self._stop.wait()
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for t in tasks[:2]:
+                if t.done() and not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+            if lost.is_set() and not self._stop.is_set():
+                raise ConnectionError("a database connection was lost")
+            await self._leave(lease)
+        finally:
             for t in tasks:
                 t.cancel()
             for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(BaseException):
                     await t
-            await self._leave(lease)
-        finally:
-            for c in (listen, work, lease):
+            for c in conns:
                 with contextlib.suppress(Exception):
                     await c.close()
 
@@ -102,6 +129,9 @@ class Router:
         self._stop.set()
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if payload == "rebalance":  # a worker left cleanly: its shards are free now
+            self._rebalance.set()
+            return
         try:
             shard = int(payload)
         except ValueError:
@@ -126,11 +156,15 @@ class Router:
     async def _lease_loop(self, conn: asyncpg.Connection) -> None:
         interval = self.config.lease_seconds / 3
         while True:
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._rebalance.wait(), timeout=interval)
+            self._rebalance.clear()
             try:
                 await self._heartbeat(conn)
                 await self._balance(conn)
-            except (asyncpg.PostgresError, OSError) as exc:
+            except asyncpg.PostgresError as exc:
+                # A conflict with another worker's balance: the next tick retries. A
+                # lost connection is not caught: the worker restarts its session.
                 log.warning("lease renewal failed: %s", exc)
 
     async def _balance(self, conn: asyncpg.Connection) -> None:
@@ -207,15 +241,19 @@ class Router:
     # ------------------------------------------------------------------ routing
 
     async def _route_loop(self, conn: asyncpg.Connection) -> None:
+        failures = 0
         while True:
             self._wake.clear()
             try:
                 result = await self.round(conn)
-            except (asyncpg.PostgresError, OSError) as exc:
+                failures = 0
+            except asyncpg.PostgresError as exc:
                 # A deadlock with a concurrent change, or a lost lease: all rolled back;
-                # try again shortly.
-                log.warning("routing round failed: %s", exc)
-                await asyncio.sleep(0.05)
+                # try again shortly, backing off while it keeps failing. (A lost
+                # connection ends the session instead.)
+                failures += 1
+                log.warning("routing round failed (%d in a row): %s", failures, exc)
+                await asyncio.sleep(min(0.05 * 2 ** min(failures - 1, 6), 2.0))
                 continue
             if result.more or result.tenants >= self.config.batch_tenants:
                 continue
