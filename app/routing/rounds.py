@@ -238,7 +238,18 @@ async def _apply_offers(
     per_agent: dict[tuple[uuid.UUID, uuid.UUID], int] = {}
     for t, _, o in offers:
         per_agent[(t, o.agent_id)] = per_agent.get((t, o.agent_id), 0) + o.points
-    keys = sorted(per_agent, key=lambda k: (str(k[0]), str(k[1])))
+    keys = sorted(per_agent)
+    # Lock the presence rows in key order first (an UPDATE ... FROM unnest locks them in
+    # whatever order its join runs, which can deadlock with an ordered locker).
+    await conn.execute(
+        """
+        SELECT 1 FROM agent_presence p
+          JOIN unnest($1::uuid[], $2::uuid[]) AS v(t, a) ON p.tenant_id = v.t AND p.agent_id = v.a
+         ORDER BY p.tenant_id, p.agent_id FOR UPDATE OF p
+        """,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
     took = await conn.fetch(
         """
         UPDATE agent_presence p

@@ -81,8 +81,7 @@ class Router:
                 # PostgreSQL, so start over with fresh connections. The leases stay
                 # ours if we are back within the lease time; otherwise others took them.
                 log.warning("router %s restarting after: %r", self.id, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=1.0)
+                await _wait(self._stop, 1.0)
 
     async def _session(self) -> None:
         """One life of the worker's three connections; returns on stop, raises when any
@@ -156,8 +155,7 @@ class Router:
     async def _lease_loop(self, conn: asyncpg.Connection) -> None:
         interval = self.config.lease_seconds / 3
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._rebalance.wait(), timeout=interval)
+            await _wait(self._rebalance, interval)
             self._rebalance.clear()
             try:
                 await self._heartbeat(conn)
@@ -260,8 +258,7 @@ class Router:
             delay = await self._until_next_due(conn)
             if delay is not None and delay <= 0:
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+            await _wait(self._wake, delay)
 
     async def round(self, conn: asyncpg.Connection) -> RoundResult:
         if not self.shards:
@@ -295,6 +292,15 @@ class Router:
         if nxt is None:
             return None
         return max((nxt - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+async def _wait(event: asyncio.Event, seconds: float | None) -> None:
+    """Until ``event`` is set or ``seconds`` pass. ``asyncio.timeout`` rather than
+    ``wait_for``, whose cancellation in Python 3.11 can swallow a task's cancel and
+    leave the worker hanging on SIGTERM."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
 
 
 async def serve(config: RouterConfig, metrics_port: int | None = None) -> None:
