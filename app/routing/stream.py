@@ -20,6 +20,10 @@ Protocol (JSON text frames):
   of the command): ``heartbeat``; ``set_state`` (status, break_reason); ``accept`` /
   ``reject`` / ``complete`` (reservation_id); ``wrap_up`` (reservation_id, code). A frame
   that is not a JSON object gets an error (bad-json, bad-message); the connection stays.
+- The session lasts as long as its access token (``expires_at`` in ``hello``): send
+  ``{"type": "auth", "token": "<fresh access token>"}`` before then to extend it (same
+  agent only). Otherwise the server sends ``auth.expired`` and closes with 4401
+  ``token-expired``, so a disabled agent's socket does not outlive their last token.
 
 A dropped connection does not sign the agent out: the heartbeat grace period does.
 
@@ -38,6 +42,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -46,6 +51,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.auth import jwt_keys
 from app.auth.principal import Principal, principal_from_token
 from app.config import Settings
 from app.core.errors import Forbidden, SwitchboardError
@@ -186,6 +192,10 @@ def _event(row: asyncpg.Record) -> dict[str, Any]:
     return {"type": "event", "id": row["id"], "topic": row["topic"], "payload": payload, "at": at}
 
 
+class SessionExpired(Exception):
+    """The access token the socket signed in with expired and was not renewed."""
+
+
 class Gone(Exception):
     """The client left, or does not read what it is sent."""
 
@@ -222,6 +232,43 @@ class AgentConnection:
         self._send_lock = asyncio.Lock()
         self.floor = 0  # events up to this id are behind the client
         self.sent: set[int] = set()  # ids above the floor already sent
+        self.user_id = principal.user_id
+        self.expires_at = 0.0  # the access token's expiry (Unix time)
+        self._renewed = asyncio.Event()
+
+    async def session_clock(self) -> None:
+        """End the session when its access token expires, unless the desktop sent a
+        fresh one (``{"type": "auth", "token": ...}``) before: a disabled agent's or a
+        revoked session's socket lives no longer than its last token."""
+        while True:
+            left = self.expires_at - time.time()
+            if left <= 0:
+                with contextlib.suppress(Gone):
+                    await self.send({"type": "auth.expired"})
+                raise SessionExpired
+            self._renewed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._renewed.wait()
+
+    async def renew(self, token: str) -> dict[str, Any]:
+        async with self.factory() as session, session.begin():
+            principal = await principal_from_token(self.ws, session, token)
+        if (
+            principal is None
+            or principal.actor_type != "user"
+            or principal.user_id != self.user_id
+            or principal.tenant_id != self.scope.tenant_id
+        ):
+            raise SwitchboardError(
+                "token: invalid, expired, or not this agent's",
+                status=401,
+                code="invalid-credentials",
+                field="token",
+            )
+        self.expires_at = _token_expiry(self.ws, token)
+        self._renewed.set()
+        return {"expires_at": datetime.fromtimestamp(self.expires_at, UTC).isoformat()}
 
     async def send(self, message: dict[str, Any]) -> None:
         text = json.dumps(message, default=str)
@@ -331,6 +378,8 @@ class AgentConnection:
                 )
                 self._beat_at = now
             return {"status": self._beat_status}
+        if kind == "auth":
+            return await self.renew(str(body.get("token") or ""))
         if kind == "set_state":
             change = PresenceUpdate.model_validate(body)
             read = await self.tx(
@@ -364,8 +413,15 @@ class AgentConnection:
         return {"reservation": res.model_dump(mode="json")}
 
 
-async def _authenticate(ws: WebSocket) -> tuple[Principal | None, int, str]:
-    """The principal, or None with the close code and reason."""
+def _token_expiry(ws: WebSocket, token: str) -> float:
+    """When a (verified) access token expires, as a Unix time."""
+    claims = jwt_keys.decode(ws.app.state.signing_keys, token, ws.app.state.settings.jwt_issuer)
+    return float(claims["exp"]) if claims and "exp" in claims else time.time()
+
+
+async def _authenticate(ws: WebSocket) -> tuple[Principal | None, int, str, float]:
+    """The principal (and when its token expires), or None with the close code and
+    reason."""
     header = ws.headers.get("authorization", "")
     token = header[7:].strip() if header.lower().startswith("bearer ") else None
     await ws.accept()
@@ -373,34 +429,34 @@ async def _authenticate(ws: WebSocket) -> tuple[Principal | None, int, str]:
         try:
             frame = await asyncio.wait_for(ws.receive(), timeout=AUTH_TIMEOUT_SECONDS)
         except TimeoutError:
-            return None, CLOSE_UNAUTHORIZED, "auth-timeout"
+            return None, CLOSE_UNAUTHORIZED, "auth-timeout", 0.0
         try:
             first = json.loads(frame.get("text") or "")
         except (ValueError, RecursionError):
             first = None
         if not isinstance(first, dict) or first.get("type") != "auth":
-            return None, CLOSE_UNAUTHORIZED, "auth-required"
+            return None, CLOSE_UNAUTHORIZED, "auth-required", 0.0
         token = str(first.get("token") or "")
     factory: async_sessionmaker[AsyncSession] = ws.app.state.session_factory
     try:
         async with factory() as session, session.begin():
             principal = await principal_from_token(ws, session, token)
     except Forbidden as exc:
-        return None, CLOSE_FORBIDDEN, exc.code
+        return None, CLOSE_FORBIDDEN, exc.code, 0.0
     if principal is None:
-        return None, CLOSE_UNAUTHORIZED, "invalid-credentials"
+        return None, CLOSE_UNAUTHORIZED, "invalid-credentials", 0.0
     if principal.actor_type != "user" or principal.role != "agent" or principal.user_id is None:
-        return None, CLOSE_FORBIDDEN, "agent-only"
-    return principal, 1000, ""
+        return None, CLOSE_FORBIDDEN, "agent-only", 0.0
+    return principal, 1000, "", _token_expiry(ws, token)
 
 
 @router.websocket("/v1/agent/stream")
 async def agent_stream(ws: WebSocket) -> None:
     try:
-        principal, close_code, reason = await _authenticate(ws)
+        principal, close_code, reason, expires_at = await _authenticate(ws)
     except Exception:  # the database, most likely: the client may retry
         log.exception("agent stream sign-in failed")
-        principal, close_code, reason = None, 1011, "internal-error"
+        principal, close_code, reason, expires_at = None, 1011, "internal-error", 0.0
     if principal is None:
         with contextlib.suppress(Exception):
             await ws.close(code=close_code, reason=reason)
@@ -411,6 +467,7 @@ async def agent_stream(ws: WebSocket) -> None:
             await ws.close(code=CLOSE_BAD_REQUEST, reason="query.since: must be an event id")
         return
     conn = AgentConnection(ws, principal)
+    conn.expires_at = expires_at
     hub: OutboxHub = ws.app.state.outbox_hub
     # Subscribed before reading anything: what happens from here on is announced.
     sub = hub.subscribe(conn.scope.tenant_id, conn.agent_id)
@@ -430,15 +487,22 @@ async def agent_stream(ws: WebSocket) -> None:
                 "heartbeat_seconds": conn.grace / 3,
                 "grace_seconds": conn.grace,
                 "latest_event_id": latest,
+                "expires_at": datetime.fromtimestamp(conn.expires_at, UTC).isoformat(),
             }
         )
         # Commands and events run side by side; either ending (the client left, or does
         # not read) ends the other.
-        tasks = [asyncio.create_task(conn.read_commands()), asyncio.create_task(conn.deliver(sub))]
+        tasks = [
+            asyncio.create_task(conn.read_commands()),
+            asyncio.create_task(conn.deliver(sub)),
+            asyncio.create_task(conn.session_clock()),
+        ]
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             if (exc := task.exception()) is not None:
                 raise exc
+    except SessionExpired:
+        close_code, reason = CLOSE_UNAUTHORIZED, "token-expired"
     except Gone as exc:
         close_code = CLOSE_TOO_SLOW if isinstance(exc.__cause__, TimeoutError) else 1000
     except Exception:
@@ -452,4 +516,4 @@ async def agent_stream(ws: WebSocket) -> None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(code=close_code), timeout=1.0)
+            await asyncio.wait_for(ws.close(code=close_code, reason=reason), timeout=1.0)

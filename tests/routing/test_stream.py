@@ -539,3 +539,44 @@ async def test_events_survive_the_hub_losing_its_database_connection(
     assert got["payload"]["break_reason"] == "after"
     await desk.drain()
     assert len(desk.events()) == 2
+
+
+def _short_token(app: Any, settings: Any, t: dict[str, Any], agent_id: str, seconds: int) -> str:
+    now = int(time.time())
+    return jwt_keys.encode(
+        app.state.signing_keys,
+        {
+            "iss": settings.jwt_issuer,
+            "sub": agent_id,
+            "tid": t["tenant"]["id"],
+            "role": "agent",
+            "typ": "access",
+            "iat": now,
+            "exp": now + seconds,
+            "jti": uuid.uuid4().hex,
+        },
+    )
+
+
+async def test_the_session_ends_with_its_token_unless_renewed(client, app, live, settings):
+    t = await staffed_tenant(client, agents=2)
+    agent, other = t["agents"]
+    # Renewed in time (with a token of the same agent only): the socket stays.
+    desk = await open_desktop(live, _short_token(app, settings, t, agent["id"], 2))
+    try:
+        refused = await desk.call("auth", token=_short_token(app, settings, t, other["id"], 60))
+        assert (refused["type"], refused["status"], refused["code"]) == (
+            "error",
+            401,
+            "invalid-credentials",
+        )
+        renewed = await desk.call("auth", token=_short_token(app, settings, t, agent["id"], 60))
+        assert renewed["ok"] and renewed["expires_at"]
+        await asyncio.sleep(2.5)
+        assert (await desk.call("heartbeat"))["ok"]
+    finally:
+        await desk.ws.close()
+    # Not renewed: told, then closed with 4401 token-expired.
+    desk = await open_desktop(live, _short_token(app, settings, t, agent["id"], 2))
+    await desk.expect(within=10, type="auth.expired")
+    assert await closed_with(desk.ws) == (4401, "token-expired")
