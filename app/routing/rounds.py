@@ -56,8 +56,10 @@ async def run_round(
     max_offers_per_tenant: int,
     offer_timeout_seconds: float,
     scorer: Scorer = DEFAULT_SCORER,
+    only: Sequence[uuid.UUID] | None = None,
 ) -> RoundResult:
-    """One round in one transaction on ``conn`` (the routing workers' role)."""
+    """One round in one transaction on ``conn`` (the routing workers' role); with
+    ``only``, a round of just those tenants (when a batch keeps failing)."""
     result = RoundResult()
     async with conn.transaction():
         held = await conn.fetch(
@@ -77,11 +79,13 @@ async def run_round(
             """
             SELECT tenant_id, shard, seq FROM routing_work
              WHERE shard = ANY($1::smallint[]) AND due_at <= $2
+               AND ($4::uuid[] IS NULL OR tenant_id = ANY($4::uuid[]))
              ORDER BY due_at LIMIT $3
             """,
             mine,
             now_dt,
             batch_tenants,
+            list(only) if only is not None else None,
         )
         if not due:
             return result

@@ -245,12 +245,16 @@ class Router:
             try:
                 result = await self.round(conn)
                 failures = 0
-            except asyncpg.PostgresError as exc:
-                # A deadlock with a concurrent change, or a lost lease: all rolled back;
-                # try again shortly, backing off while it keeps failing. (A lost
-                # connection ends the session instead.)
+            except (asyncpg.InterfaceError, OSError):
+                raise  # the connection is gone: the session restarts
+            except Exception as exc:
+                # All rolled back. A deadlock with a concurrent change or a lost lease
+                # passes; anything else may be one tenant's data, so each due tenant
+                # is routed alone and those that fail are held back, not the batch.
                 failures += 1
-                log.warning("routing round failed (%d in a row): %s", failures, exc)
+                log.warning("routing round failed (%d in a row): %r", failures, exc)
+                if _sqlstate(exc) not in TRANSIENT_SQLSTATES:
+                    await self._isolate(conn)
                 await asyncio.sleep(min(0.05 * 2 ** min(failures - 1, 6), 2.0))
                 continue
             if result.more or result.tenants >= self.config.batch_tenants:
@@ -259,6 +263,43 @@ class Router:
             if delay is not None and delay <= 0:
                 continue
             await _wait(self._wake, delay)
+
+    async def _isolate(self, conn: asyncpg.Connection) -> None:
+        """Route each due tenant of our shards on its own; a tenant whose round still
+        fails is held back for ``QUARANTINE_SECONDS`` (and logged), so the others go on."""
+        due = await conn.fetch(
+            "SELECT tenant_id FROM routing_work "
+            "WHERE shard = ANY($1::smallint[]) AND due_at <= now() ORDER BY due_at LIMIT $2",
+            sorted(self.shards),
+            self.config.batch_tenants,
+        )
+        for row in due:
+            tenant_id = row["tenant_id"]
+            try:
+                await run_round(
+                    conn,
+                    worker_id=self.id,
+                    shards=sorted(self.shards),
+                    batch_tenants=1,
+                    max_offers_per_tenant=self.config.max_offers_per_tenant,
+                    offer_timeout_seconds=self.config.offer_timeout_seconds,
+                    only=[tenant_id],
+                )
+            except (asyncpg.InterfaceError, OSError):
+                raise
+            except Exception as exc:
+                log.error(
+                    "routing of tenant %s failed, held back %d s: %r",
+                    tenant_id,
+                    QUARANTINE_SECONDS,
+                    exc,
+                )
+                await conn.execute(
+                    "UPDATE routing_work SET due_at = now() + make_interval(secs => $2) "
+                    "WHERE tenant_id = $1",
+                    tenant_id,
+                    QUARANTINE_SECONDS,
+                )
 
     async def round(self, conn: asyncpg.Connection) -> RoundResult:
         if not self.shards:
@@ -292,6 +333,16 @@ class Router:
         if nxt is None:
             return None
         return max((nxt - datetime.now(UTC)).total_seconds(), 0.0)
+
+
+# Deadlock, serialization failure, lock not available, statement cancelled.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03", "57014"})
+QUARANTINE_SECONDS = 30
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    state = getattr(exc, "sqlstate", None)
+    return str(state) if state else None
 
 
 async def _wait(event: asyncio.Event, seconds: float | None) -> None:
