@@ -138,7 +138,7 @@ async def explain_agents(db: bdb.BenchDb, tenants: list[bdb.Tenant], batch: int)
     security on) and as the superuser (off)."""
     from app.routing import snapshots
 
-    sql = snapshots._AGENTS_SQL + (
+    sql = snapshots.AGENTS_SQL + (
         " WHERE p.tenant_id = ANY($1::uuid[]) AND p.status = 'available'"
         " AND p.used_points < p.capacity_points AND a.status = 'active'"
         " AND p.shard = ANY($2::smallint[])"

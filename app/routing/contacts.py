@@ -6,7 +6,6 @@ Every channel creates its contacts through :func:`enqueue`.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import datetime
 from typing import Any
@@ -21,6 +20,7 @@ from app.quotas.service import ensure_room, register_counter
 from app.routing.connection import raw
 from app.routing.schemas import ContactCreate, ContactRead
 from app.routing.shards import shard_of
+from app.routing.snapshots import decode_json
 from app.routing.transitions import dumps, emit, release_offers, touch_work, trail
 
 ACTIVE_STATES = ("queued", "offered", "in_progress", "wrap_up")
@@ -381,9 +381,6 @@ async def position_and_wait(
 
 
 def to_read(row: asyncpg.Record, position: int | None, ewt: float | None) -> ContactRead:
-    def j(v: Any) -> Any:
-        return json.loads(v) if isinstance(v, str) else v
-
     return ContactRead(
         id=row["id"],
         channel=row["channel"],
@@ -394,9 +391,9 @@ def to_read(row: asyncpg.Record, position: int | None, ewt: float | None) -> Con
         state=row["state"],
         mode=row["mode"],
         callback_number=row["callback_number"],
-        required_skills=j(row["extra_skills"]),
+        required_skills=decode_json(row["extra_skills"]),
         preferred_agent_ids=list(row["preferred_agent_ids"] or []),
-        attributes=j(row["attributes"]),
+        attributes=decode_json(row["attributes"]),
         sticky_agent_id=row["sticky_agent_id"],
         agent_id=row["agent_id"],
         enqueued_at=row["enqueued_at"],

@@ -7,7 +7,6 @@ policy code as the routing workers against the tenant's agents now.
 from __future__ import annotations
 
 import copy
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -23,15 +22,11 @@ from app.routing.policy import explain_agent, explain_contact, plan_round
 from app.routing.schemas import AgentRouting, RoutingTrail
 
 
-def _j(v: Any) -> Any:
-    return json.loads(v) if isinstance(v, str) else v
-
-
 async def _all_agents(
     conn: asyncpg.Connection, scope: TenantScope
 ) -> tuple[list[Any], list[dict[str, Any]]]:
     """Available agents as snapshots, and everyone else with the reason they are out."""
-    rows = await conn.fetch(snapshots._AGENTS_SQL + " WHERE p.tenant_id = $1", scope.tenant_id)
+    rows = await conn.fetch(snapshots.AGENTS_SQL + " WHERE p.tenant_id = $1", scope.tenant_id)
     present = {r["agent_id"] for r in rows}
     available = []
     out: list[dict[str, Any]] = []
@@ -86,7 +81,7 @@ async def contact_trail(
             "at": e["at"].isoformat(),
             "kind": e["kind"],
             "agent_id": str(e["agent_id"]) if e["agent_id"] else None,
-            **_j(e["detail"]),
+            **snapshots.decode_json(e["detail"]),
         }
         for e in events
     ]
@@ -171,13 +166,17 @@ async def agent_routing(
     if snap_row is not None:
         snap = snapshots.agent_snapshot(snap_row)
         policies = (await snapshots.load_queues(conn, [scope.tenant_id])).get(scope.tenant_id, {})
-        for qid, (priority, delay) in sorted(snap.queues.items(), key=lambda kv: kv[1][0]):
-            count = await conn.fetchval(
-                "SELECT count(*) FROM contacts WHERE tenant_id = $1 AND queue_id = $2 "
-                "AND state = 'queued'",
+        counts = {
+            r["queue_id"]: r["n"]
+            for r in await conn.fetch(
+                "SELECT queue_id, count(*) AS n FROM contacts WHERE tenant_id = $1 "
+                "AND queue_id = ANY($2::uuid[]) AND state = 'queued' GROUP BY queue_id",
                 scope.tenant_id,
-                qid,
+                list(snap.queues),
             )
+        }
+        for qid, (priority, delay) in sorted(snap.queues.items(), key=lambda kv: kv[1][0]):
+            count = counts.get(qid, 0)
             q = policies.get(qid)
             queues_json.append(
                 {

@@ -19,7 +19,7 @@ from app.db.tenant import TenantScope
 from app.routing.connection import raw
 from app.routing.presence import reservation_read
 from app.routing.schemas import ReservationRead
-from app.routing.transitions import emit, finish_wrap_ups, release_offers, trail
+from app.routing.transitions import emit, finish_wrap_ups, release_offers, touch_work, trail
 from app.usage.service import Meter, record
 
 
@@ -186,6 +186,18 @@ async def complete(
         idempotency_key=f"reservation:{reservation_id}:handled",
         attributes={"contact_id": str(row["contact_id"]), "queue_id": str(row["queue_id"])},
     )
+    if not wrap:
+        # No wrap-up time: straight to completed (each row written once).
+        done = await finish_wrap_ups(
+            conn,
+            now=now,
+            reason="no-wrap-up",
+            reservation_ids=[reservation_id],
+            state="in_progress",
+        )
+        if not done:
+            raise Conflict("The reservation changed meanwhile.", code="reservation-changed")
+        return reservation_read(await _get(conn, scope, reservation_id, agent_id))
     # Guarded by state: of two concurrent completes, the second changes nothing.
     moved = await conn.fetchval(
         "UPDATE contacts SET state = 'wrap_up', wrap_up_at = $3, version = version + 1, "
@@ -201,7 +213,7 @@ async def complete(
         scope.tenant_id,
         reservation_id,
         now,
-        now + timedelta(seconds=wrap or 0),
+        now + timedelta(seconds=wrap),
     )
     if moved is None or wrapping is None:
         raise Conflict("The reservation changed meanwhile.", code="reservation-changed")
@@ -216,21 +228,13 @@ async def complete(
                 {
                     "reservation_id": str(reservation_id),
                     "contact_id": str(row["contact_id"]),
-                    "wrap_up_seconds": wrap or 0,
+                    "wrap_up_seconds": wrap,
                 },
             )
         ],
     )
-    if not wrap:
-        await finish_wrap_ups(conn, now=now, reason="no-wrap-up", reservation_ids=[reservation_id])
-    else:
-        from app.routing.shards import shard_of
-        from app.routing.transitions import touch_work
-
-        # The worker must look again when the wrap-up timer runs out.
-        await touch_work(
-            conn, scope.tenant_id, shard_of(scope.tenant_id), now + timedelta(seconds=wrap)
-        )
+    # The worker must look again when the wrap-up timer runs out.
+    await touch_work(conn, scope.tenant_id, row["shard"], now + timedelta(seconds=wrap))
     return reservation_read(await _get(conn, scope, reservation_id, agent_id))
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import asyncpg
 
+from app.db.base import uuid7
 from app.routing import snapshots, transitions
 from app.routing.policy import DEFAULT_SCORER, Offer, Scorer, WaitingContact, plan_round
 from app.routing.transitions import emit, plus, trail
@@ -307,8 +308,6 @@ async def _apply_offers(
     offers = [x for x in offers if (x[0], x[2].contact_id) in by_contact]
     if not offers:
         return []
-    from app.db.base import uuid7
-
     expires = plus(now, offer_timeout_seconds)
     ids = [uuid7() for _ in offers]
     await conn.execute(
@@ -353,7 +352,7 @@ async def _apply_offers(
                     "mode": c["mode"],
                     "callback_number": c["callback_number"],
                     "customer_ref": c["customer_ref"],
-                    "attributes": snapshots._json(c["attributes"]),
+                    "attributes": snapshots.decode_json(c["attributes"]),
                     "waited_seconds": round(waited, 3),
                     "expires_at": expires.isoformat(),
                     "points": o.points,

@@ -23,7 +23,8 @@ def ts(value: datetime) -> float:
     return value.timestamp()
 
 
-def _json(value: Any) -> Any:
+def decode_json(value: Any) -> Any:
+    """A jsonb column's value, whether the connection decoded it already or not."""
     return json.loads(value) if isinstance(value, str) else value
 
 
@@ -47,8 +48,8 @@ async def load_queues(
         out[r["tenant_id"]][r["id"]] = QueuePolicy(
             id=r["id"],
             name=r["name"],
-            required={uuid.UUID(k): int(v) for k, v in _json(r["skills"]).items()},
-            steps=[Step.from_json(s) for s in _json(r["relaxation_steps"])],
+            required={uuid.UUID(k): int(v) for k, v in decode_json(r["skills"]).items()},
+            steps=[Step.from_json(s) for s in decode_json(r["relaxation_steps"])],
             selection=r["agent_selection"],
             sticky_timeout_seconds=float(r["sticky_timeout_seconds"]),
             wrap_up_seconds=float(r["wrap_up_seconds"]),
@@ -62,7 +63,7 @@ async def load_queues(
 
 # Skills and profile queues come as parallel arrays: asyncpg decodes uuid[] and int[]
 # in C, where JSON objects keyed by text would cost a parse and a uuid.UUID() each.
-_AGENTS_SQL = """
+AGENTS_SQL = """
 SELECT p.tenant_id, p.agent_id, p.capacity_points, p.used_points, p.idle_since, p.status,
        p.break_reason, p.missed_offers, a.display_name, a.status AS agent_status,
        coalesce(rp.channel_costs, '{}') AS channel_costs,
@@ -102,7 +103,7 @@ def agent_snapshot(r: asyncpg.Record) -> AgentSnapshot:
                 queue_ids, r["queue_priorities"] or [], r["queue_delays"] or [], strict=True
             )
         },
-        channel_costs={k: int(v) for k, v in _json(r["channel_costs"]).items()},
+        channel_costs={k: int(v) for k, v in decode_json(r["channel_costs"]).items()},
         name=r["display_name"],
         skill_names=dict(zip(skill_ids, r["skill_names"] or [], strict=True)),
     )
@@ -112,7 +113,7 @@ async def load_available_agents(
     conn: asyncpg.Connection, tenant_ids: Sequence[uuid.UUID], shards: Sequence[int] | None = None
 ) -> dict[uuid.UUID, list[AgentSnapshot]]:
     """Agents who could take work now: available, active, with points to spare."""
-    sql = _AGENTS_SQL + (  # noqa: S608 - constant text
+    sql = AGENTS_SQL + (  # noqa: S608 - constant text
         " WHERE p.tenant_id = ANY($1::uuid[]) AND p.status = 'available'"
         " AND a.status = 'active' AND p.capacity_points - p.used_points >= coalesce("
         "   (SELECT min(c.value::int) FROM jsonb_each_text(rp.channel_costs) c), 1)"
@@ -133,7 +134,7 @@ async def load_agent(
 ) -> asyncpg.Record | None:
     """One agent's presence row with its routing inputs (any status)."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        _AGENTS_SQL + " WHERE p.tenant_id = $1 AND p.agent_id = $2", tenant_id, agent_id
+        AGENTS_SQL + " WHERE p.tenant_id = $1 AND p.agent_id = $2", tenant_id, agent_id
     )
     return row
 
@@ -154,9 +155,10 @@ def contact_snapshot(r: asyncpg.Record) -> WaitingContact:
         enqueued_at=ts(r["enqueued_at"]),
         queue_entered_at=ts(r["queue_entered_at"]),
         extra_skills={
-            uuid.UUID(s["skill_id"]): int(s["min_proficiency"]) for s in _json(r["extra_skills"])
+            uuid.UUID(s["skill_id"]): int(s["min_proficiency"])
+            for s in decode_json(r["extra_skills"])
         },
-        attributes=_json(r["attributes"]),
+        attributes=decode_json(r["attributes"]),
         sticky_agent_id=r["sticky_agent_id"],
         preferred_agent_ids=tuple(r["preferred_agent_ids"] or ()),
         declined_by=r["declined_by"],

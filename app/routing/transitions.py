@@ -23,6 +23,8 @@ from typing import Any
 
 import asyncpg
 
+from app.db.base import uuid7
+
 MISSED_OFFERS_BREAK = 3
 OUTBOX_CHANNEL = "sb_outbox"
 ROUTING_CHANNEL = "sb_routing"
@@ -36,17 +38,33 @@ async def touch_work(
     conn: asyncpg.Connection, tenant_id: uuid.UUID, shard: int, due_at: datetime
 ) -> None:
     """Ask for a routing round for the tenant by ``due_at`` and wake the shard's worker."""
+    await touch_many(conn, [(tenant_id, shard)], due_at)
+
+
+async def touch_many(
+    conn: asyncpg.Connection, tenants: Sequence[tuple[uuid.UUID, int]], due_at: datetime
+) -> None:
+    """``touch_work`` for several (tenant, shard) at once: one statement, one NOTIFY per
+    shard (rows locked in key order)."""
+    if not tenants:
+        return
+    ordered = sorted(set(tenants))
     await conn.execute(
         """
-        INSERT INTO routing_work AS w (tenant_id, shard, due_at, seq) VALUES ($1, $2, $3, 1)
-        ON CONFLICT (tenant_id) DO UPDATE
-           SET due_at = LEAST(w.due_at, EXCLUDED.due_at), seq = w.seq + 1
+        WITH up AS (
+          INSERT INTO routing_work AS w (tenant_id, shard, due_at, seq)
+          SELECT t, s, $3, 1 FROM unnest($1::uuid[], $2::smallint[]) AS v(t, s)
+          ON CONFLICT (tenant_id) DO UPDATE
+             SET due_at = LEAST(w.due_at, EXCLUDED.due_at), seq = w.seq + 1
+          RETURNING shard
+        )
+        SELECT pg_notify($4, shard::text) FROM (SELECT DISTINCT shard FROM up) s
         """,
-        tenant_id,
-        shard,
+        [t for t, _ in ordered],
+        [s for _, s in ordered],
         due_at,
+        ROUTING_CHANNEL,
     )
-    await conn.execute("SELECT pg_notify($1, $2)", ROUTING_CHANNEL, str(shard))
 
 
 async def emit(
@@ -86,8 +104,6 @@ async def trail(
     """Append decision-trail rows (tenant, shard, contact, agent, kind, at, detail)."""
     if not rows:
         return
-    from app.db.base import uuid7
-
     await conn.execute(
         """
         INSERT INTO routing_events (tenant_id, id, shard, contact_id, agent_id, kind, at, detail)
@@ -317,8 +333,7 @@ async def release_offers(
 async def _touch_all(
     conn: asyncpg.Connection, rows: Sequence[asyncpg.Record], now: datetime
 ) -> None:
-    for tenant_id, shard in sorted({(r["tenant_id"], r["shard"]) for r in rows}, key=str):
-        await touch_work(conn, tenant_id, shard, now)
+    await touch_many(conn, [(r["tenant_id"], r["shard"]) for r in rows], now)
 
 
 async def finish_wrap_ups(
@@ -331,12 +346,16 @@ async def finish_wrap_ups(
     expired_in_shards: Sequence[int] | None = None,
     tenant_ids: Sequence[uuid.UUID] | None = None,
     touch: bool = True,
+    state: str = "wrap_up",
 ) -> list[asyncpg.Record]:
     """Complete work in wrap-up (the agent is done, or the queue's timer ran out): the
-    contact is completed and the agent's points come back."""
+    contact is completed and the agent's points come back. ``state="in_progress"``
+    completes handled work of a queue without wrap-up time directly (each row written
+    once)."""
+    assert state in ("wrap_up", "in_progress")
     rows = await _select(
         conn,
-        "wrap_up",
+        state,
         now,
         ids=reservation_ids,
         expired_in_shards=expired_in_shards,
@@ -351,12 +370,13 @@ async def finish_wrap_ups(
            SET state = 'completed', completed_at = $3, wrap_up_code = coalesce($4, c.wrap_up_code),
                version = c.version + 1, updated_at = $3
           FROM unnest($1::uuid[], $2::uuid[]) AS v(t, c)
-         WHERE c.tenant_id = v.t AND c.id = v.c AND c.state = 'wrap_up'
+         WHERE c.tenant_id = v.t AND c.id = v.c AND c.state = $5
         """,
         [r["tenant_id"] for r in rows],
         [r["contact_id"] for r in rows],
         now,
         code,
+        state,
     )
     await _close(conn, rows, "completed", reason, now)
     await emit(
