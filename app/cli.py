@@ -115,12 +115,16 @@ def run(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="PORT", help="Port to listen on")] = 8000,
     seed: Annotated[bool, typer.Option(help="Apply tenants/demo.yaml (idempotent)")] = True,
+    smtp_port: Annotated[
+        int, typer.Option(help="Inbound mail for the email channels on 127.0.0.1 (0: off)")
+    ] = 2525,
 ) -> None:
     """Everything in one process: embedded PostgreSQL (unless SWITCHBOARD_DATABASE_URL),
-    migrations, demo seed, and the API."""
+    migrations, demo seed, the API, a routing worker and inbound SMTP."""
     settings = get_settings()
     settings.public_url = f"http://{host}:{port}"
     settings.run_router = True  # one process: the API and a routing worker
+    settings.run_smtp_port = smtp_port
     with database(settings) as (_, app_url):
         logins = _seed_demo(app_url) if seed else []
         where = (
@@ -140,6 +144,11 @@ def run(
             typer.echo(
                 f"  Log in as the demo {who}: {email} / {password}  "
                 f"(POST http://{host}:{port}/v1/auth/token)"
+            )
+        if smtp_port:
+            typer.echo(
+                f"  Mail in:   smtp://127.0.0.1:{smtp_port} for "
+                f"<channel>@{settings.inbound_email_domain}"
             )
         typer.echo("  Stop:      Ctrl-C")
         _serve(app_url, host, port, settings)
@@ -432,6 +441,10 @@ def tenants_schema() -> None:
 from app.routing.cli import register as _register_routing  # noqa: E402
 
 _register_routing(cli)
+
+from app.emailing.cli import register as _register_emailing  # noqa: E402
+
+_register_emailing(cli)
 
 
 def main() -> None:

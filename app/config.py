@@ -36,6 +36,12 @@ class Settings(BaseSettings):
     routing_max_offers_per_tenant: int = Field(default=50, ge=1, le=10_000)
     # `switchboard run` (everything in one process) runs a routing worker in the API.
     run_router: bool = False
+    # `switchboard run` also takes inbound mail for the email channels on this port
+    # (0: not in this process; production runs `switchboard smtp`).
+    run_smtp_port: int = Field(default=0, ge=0, le=65535)
+    # Outbound messages not delivered after commit (crash, provider outage) are retried
+    # by every API process's sweeper every this many seconds (0: off).
+    outbound_sweep_seconds: float = Field(default=5.0, ge=0, le=3600)
     db_pool_size: int = 10
     db_max_overflow: int = 10
 
@@ -88,6 +94,41 @@ class Settings(BaseSettings):
     # Email channels receive at <local_part>@<this domain> (shared by all tenants; its
     # MX must point at the inbound SMTP service).
     inbound_email_domain: str = "inbound.switchboard.localhost"
+    # Inbound SMTP (`switchboard smtp`): the largest message taken (SIZE), recipients per
+    # message, and attachments kept per mail (the rest are listed as skipped).
+    smtp_max_message_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
+    smtp_max_recipients: int = Field(default=20, ge=1, le=1000)
+    smtp_messages_per_address_per_minute: int = Field(default=120, ge=1)
+    email_max_attachments: int = Field(default=20, ge=0, le=1000)
+
+    # Object storage (app/storage, docs/decisions/0014): attachments and recordings.
+    # "local": encrypted files under storage_dir (default data_dir/objects), presigned
+    # URLs served by this API; "s3": a bucket (SSE always on), presigned by S3 itself.
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_dir: Path | None = None
+    s3_bucket: str = "switchboard"
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    s3_endpoint_url: str | None = None
+    s3_sse: Literal["AES256", "aws:kms"] = "AES256"
+    s3_kms_key_id: str | None = None
+    storage_presign_seconds: int = Field(default=900, ge=1, le=7 * 86400)
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    attachment_content_types: list[str] = Field(
+        default_factory=lambda: [
+            "image/png",
+            "image/jpeg",
+            "image/gif",
+            "image/webp",
+            "application/pdf",
+            "text/plain",
+            "text/csv",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            "audio/mpeg",
+            "video/mp4",
+        ]
+    )
 
     # Phone numbers (app/phone_numbers): the carrier new numbers are searched and claimed
     # at. "sandbox" offers only numbers reserved for fiction and calls nothing outside.
@@ -111,6 +152,45 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=RFC_9106_LOW_MEMORY.time_cost, ge=1)
     argon2_memory_cost: int = Field(default=RFC_9106_LOW_MEMORY.memory_cost, ge=8)
     argon2_parallelism: int = Field(default=RFC_9106_LOW_MEMORY.parallelism, ge=1, le=255)
+
+    # Messaging providers (app/messaging): API bases (Twilio's is twilio_api_base_url
+    # above) and how old a signed webhook may be (signed timestamps and message times).
+    meta_graph_base: str = "https://graph.facebook.com"
+    meta_graph_version: str = "v21.0"
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    webhook_max_age_seconds: int = Field(default=300, ge=10, le=86400)
+
+    # Proactive engagement (app/proactive, docs/decisions/0016): platform-wide limits no
+    # tenant rule can loosen. At most proactive_max_contacts proactive contacts per
+    # customer in proactive_window_days, all channels together; none in the customer's
+    # local quiet hours (HH:MM, may wrap midnight; start == end: no quiet hours).
+    proactive_max_contacts: int = Field(default=3, ge=0, le=1000)
+    proactive_window_days: int = Field(default=7, ge=1, le=365)
+    proactive_quiet_start: str = Field(default="21:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    proactive_quiet_end: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+    # Web chat widget (app/webchat): how long a visitor token lasts, how long after that
+    # a returning visitor keeps their identity, how often a waiting visitor's place in
+    # line is pushed, and the abuse limits of the public widget API (fixed windows, per
+    # client address or per visitor).
+    widget_token_ttl_seconds: int = Field(default=12 * 3600, ge=60, le=30 * 86400)
+    widget_visitor_resume_days: int = Field(default=180, ge=0, le=3650)
+    widget_position_seconds: float = Field(default=3.0, gt=0, le=300)
+    widget_sessions_per_address_per_minute: int = Field(default=30, ge=1)
+    widget_ws_per_address_per_minute: int = Field(default=30, ge=1)
+    widget_messages_per_visitor_per_minute: int = Field(default=30, ge=1)
+    widget_page_views_per_visitor_per_minute: int = Field(default=30, ge=1)
+    widget_conversations_per_visitor_per_hour: int = Field(default=10, ge=1)
+    widget_uploads_per_visitor_per_hour: int = Field(default=20, ge=1)
+
+    # Amazon SNS SMS (app/messaging/providers/aws_sms.py, docs/decisions/0019): the region
+    # and endpoint sends go to (None: the region's own; tests: a moto server), and the
+    # hosts (a regex on the host name) whose SNS signing certificates and subscription
+    # URLs we fetch; plain http only when allowed (tests' local certificate server).
+    aws_sms_region: str = "us-east-1"
+    aws_sms_endpoint_url: str | None = None
+    aws_sns_cert_host_pattern: str = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+    aws_sns_allow_http_cert: bool = False
 
     @property
     def pg_data_dir(self) -> Path:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +17,8 @@ from app.core.openapi import example, problem
 from app.core.telemetry import install_telemetry
 from app.db.engine import create_engine, make_session_factory
 from app.routing.stream import OutboxHub
+from app.storage.local import OBJECTS_PATH
+from app.webchat.cors import WidgetCorsMiddleware
 
 COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: problem(
@@ -88,30 +92,49 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from app.auth import passwords
         from app.auth.jwt_keys import load_signing_keys
+        from app.conversations.delivery import run_sweeper
         from app.mail.adapters import sender_for
+        from app.storage.factory import store_for
+        from app.webchat.hub import ConversationHub
 
         passwords.configure(settings)
-        engine = create_engine(
-            db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
-        )
-        app.state.engine = engine
-        app.state.session_factory = make_session_factory(engine)
-        app.state.signing_keys = load_signing_keys(settings)
-        app.state.mail_sender = sender_for(settings)
-        hub = OutboxHub(settings, db_url)
-        app.state.outbox_hub = hub
-        await hub.start()
-        router_task = None
-        if settings.run_router:
-            router_task = _start_router(settings, router_database_url or db_url)
-        try:
+        # Everything started here stops in reverse order on the way out.
+        async with contextlib.AsyncExitStack() as stack:
+            engine = create_engine(
+                db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+            )
+            stack.push_async_callback(engine.dispose)
+            app.state.engine = engine
+            app.state.session_factory = make_session_factory(engine)
+            # The abuse counters get a pool of their own: a request holding its connection
+            # must never wait for another from the same pool to count itself (deadlock).
+            limits_engine = create_engine(db_url, pool_size=2, max_overflow=8)
+            stack.push_async_callback(limits_engine.dispose)
+            app.state.limits_factory = make_session_factory(limits_engine)
+            app.state.signing_keys = load_signing_keys(settings)
+            app.state.mail_sender = sender_for(settings)
+            app.state.object_store = store_for(settings)
+            app.state.outbox_hub = await _started(stack, OutboxHub(settings, db_url))
+            app.state.conversation_hub = await _started(stack, ConversationHub(settings, db_url))
+            if settings.outbound_sweep_seconds > 0:
+                sweeper = asyncio.create_task(
+                    run_sweeper(
+                        app.state.session_factory,
+                        settings,
+                        app.state.object_store,
+                        settings.outbound_sweep_seconds,
+                    )
+                )
+                stack.push_async_callback(_cancelled, sweeper)
+            if settings.run_smtp_port:
+                smtp_server = await _start_smtp(app, settings)
+                if smtp_server is not None:
+                    stack.push_async_callback(smtp_server.close)
+            if settings.run_router:
+                router, task = _start_router(settings, router_database_url or db_url)
+                stack.push_async_callback(_awaited, task)
+                stack.callback(router.stop)  # last in, first out: stop, then wait
             yield
-        finally:
-            if router_task is not None:
-                router_task[0].stop()
-                await router_task[1]
-            await hub.stop()
-            await engine.dispose()
 
     app = FastAPI(
         title="Switchboard",
@@ -125,16 +148,36 @@ def create_app(
     install_error_handlers(app)
     _include_routers(app)
     install_telemetry(app, settings)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        # Presigned uploads carry their own (larger) limit and check it as they read.
+        exempt_prefixes=(OBJECTS_PATH + "/",),
+    )
+    app.add_middleware(WidgetCorsMiddleware)  # /v1/widget/ only (app/webchat/cors.py)
     app.add_middleware(RequestIdMiddleware)
     _add_problem_schema(app)
     return app
 
 
+async def _started(stack: contextlib.AsyncExitStack, hub: Any) -> Any:
+    await hub.start()
+    stack.push_async_callback(hub.stop)
+    return hub
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def _awaited(task: asyncio.Task[Any]) -> None:
+    await task
+
+
 def _start_router(settings: Settings, url: str) -> tuple[Any, Any]:
     """A routing worker inside this process (`switchboard run`)."""
-    import asyncio
-
     from app.db.bootstrap import router_url_like
     from app.routing.worker import Router, RouterConfig
 
@@ -150,6 +193,38 @@ def _start_router(settings: Settings, url: str) -> tuple[Any, Any]:
     return router, asyncio.create_task(router.run())
 
 
+async def _start_smtp(app: FastAPI, settings: Settings) -> Any:
+    """Inbound mail in this process (`switchboard run`); a taken port is a warning, not
+    a failure to start the API."""
+    import logging
+    from functools import partial
+
+    from app.emailing.ingest import accepts, allow_peer, ingest
+    from app.emailing.smtp_server import InboundHandler, start_smtp_server
+
+    factory = app.state.session_factory
+    handler = InboundHandler(
+        accepts=partial(accepts, factory, settings),
+        deliver=partial(ingest, factory, settings, app.state.object_store),
+        domain=settings.inbound_email_domain,
+        max_recipients=settings.smtp_max_recipients,
+        allow_peer=partial(allow_peer, factory, settings),
+    )
+    try:
+        return await start_smtp_server(
+            "127.0.0.1",
+            settings.run_smtp_port,
+            handler,
+            data_size_limit=settings.smtp_max_message_bytes,
+            hostname=settings.inbound_email_domain,
+        )
+    except OSError as exc:
+        logging.getLogger("switchboard.smtp").warning(
+            "inbound SMTP not started on port %s: %s", settings.run_smtp_port, exc
+        )
+        return None
+
+
 def _include_routers(app: FastAPI) -> None:
     from app.agents.endpoints import router as agents
     from app.api_keys.endpoints import router as api_keys
@@ -157,10 +232,14 @@ def _include_routers(app: FastAPI) -> None:
     from app.auth.endpoints import router as auth
     from app.business_hours.endpoints import router as business_hours
     from app.channels.endpoints import router as channels
+    from app.conversations.endpoints import router as conversations
+    from app.customers.endpoints import router as customers
     from app.flows.endpoints import router as flows
     from app.health.endpoints import router as health
     from app.mail.endpoints import router as mail
+    from app.messaging.webhooks import router as messaging_webhooks
     from app.phone_numbers.endpoints import router as phone_numbers
+    from app.proactive.endpoints import router as proactive
     from app.queues.endpoints import router as queues
     from app.quotas.endpoints import router as quotas
     from app.routing.endpoints import router as routing
@@ -168,7 +247,9 @@ def _include_routers(app: FastAPI) -> None:
     from app.routing_profiles.endpoints import router as routing_profiles
     from app.skills.endpoints import router as skills
     from app.sso.endpoints import router as sso
+    from app.storage.endpoints import router as storage
     from app.tenants.endpoints import router as tenants
+    from app.webchat.endpoints import router as webchat
 
     for r in (
         health,
@@ -187,8 +268,14 @@ def _include_routers(app: FastAPI) -> None:
         flows,
         phone_numbers,
         channels,
+        customers,
+        conversations,
         routing,
         agent_stream,
+        storage,
+        webchat,
+        proactive,
+        messaging_webhooks,
     ):
         app.include_router(r)
 

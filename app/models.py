@@ -6,10 +6,27 @@ from app.audit.models import AuditEvent
 from app.auth.models import EmailVerification, LoginFailure, RefreshToken
 from app.business_hours.models import BusinessHours
 from app.channels.models import Channel, ChannelAddress, ChannelNumber
+from app.conversations.models import (
+    Attachment,
+    Conversation,
+    ConversationEvent,
+    ConversationParticipant,
+    Message,
+    OutboundWork,
+)
+from app.customers.models import (
+    Customer,
+    CustomerChange,
+    CustomerConsent,
+    CustomerIdentity,
+    TimelineEvent,
+)
 from app.flows.models import Flow, FlowVersion
 from app.idempotency.models import IdempotencyKey
 from app.mail.models import OutboundMail
+from app.messaging.models import WebhookReceipt
 from app.phone_numbers.models import NumberClaim, PhoneNumber
+from app.proactive.models import ProactiveDecision, ProactiveRule
 from app.queues.models import Queue, QueueSkill
 from app.routing.models import (
     AgentPresence,
@@ -27,29 +44,44 @@ from app.sso.models import SsoLoginState, SsoOidcConfig
 from app.tenants.models import Tenant
 from app.usage.models import UsageEvent
 from app.users.models import LoginEmail, User
+from app.webchat.models import AbuseCounter, PageView
 
 __all__ = [
+    "AbuseCounter",
     "Agent",
     "AgentInvitation",
     "AgentPresence",
     "AgentSkill",
     "ApiKey",
+    "Attachment",
     "AuditEvent",
     "BusinessHours",
     "Channel",
     "ChannelAddress",
     "ChannelNumber",
     "Contact",
+    "Conversation",
+    "ConversationEvent",
+    "ConversationParticipant",
+    "Customer",
+    "CustomerChange",
+    "CustomerConsent",
+    "CustomerIdentity",
     "EmailVerification",
     "Flow",
     "FlowVersion",
     "IdempotencyKey",
     "LoginEmail",
     "LoginFailure",
+    "Message",
     "NumberClaim",
     "OutboundMail",
+    "OutboundWork",
     "OutboxEvent",
+    "PageView",
     "PhoneNumber",
+    "ProactiveDecision",
+    "ProactiveRule",
     "Queue",
     "QueueSkill",
     "RefreshToken",
@@ -64,6 +96,8 @@ __all__ = [
     "SsoLoginState",
     "SsoOidcConfig",
     "Tenant",
+    "TimelineEvent",
     "UsageEvent",
     "User",
+    "WebhookReceipt",
 ]

@@ -42,6 +42,25 @@ UNKNOWN_NUMBER = example(
     "No active phone number 0196b0f2-6f0e-7c3a-9a51-2f1d3c4b5a60 in this tenant.",
     field="body.config.phone_number_ids.0",
 )
+UNKNOWN_QUEUE = example(
+    422,
+    "unknown-reference",
+    "body.config.queue_id: no such queue in this tenant",
+    field="body.config.queue_id",
+)
+QUEUE_NOT_TAKING = example(
+    422,
+    "channel-not-taken",
+    "body.config.queue_id: the queue takes voice, not chat; a webchat channel needs a queue "
+    "that takes chat",
+    field="body.config.queue_id",
+)
+FLOW_NOT_PUBLISHED = example(
+    422,
+    "flow-not-published",
+    "body.config.flow_id: the flow has never been published; publish it first",
+    field="body.config.flow_id",
+)
 TYPE_IMMUTABLE = example(
     422,
     "channel-type-immutable",
@@ -65,6 +84,8 @@ READ_EXAMPLE = _BASE | {
         "allowed_origins": ["https://www.acme.example", "https://*.acme.example"],
         "greeting": "Hi! How can we help?",
         "theme": "#0055ff",
+        "queue_id": "0196b0f2-5c1d-7e4f-8a9b-0c1d2e3f4a5b",
+        "flow_id": None,
     },
 }
 CREATED_EXAMPLES = {
@@ -79,6 +100,8 @@ CREATED_EXAMPLES = {
                 "provider": "twilio",
                 "provider_account_id": "AC0123456789abcdef0123456789abcdef",
                 "phone_number_ids": [],
+                "queue_id": None,
+                "flow_id": None,
             },
             "credentials_set": True,
             "credential_fields": ["auth_token"],

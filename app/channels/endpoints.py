@@ -12,20 +12,24 @@ from pydantic import BaseModel
 
 from app.audit.service import audit
 from app.auth.principal import Principal, require
+from app.channels import numbers as channel_numbers
 from app.channels import repository, service
 from app.channels.docs import (
     ADDRESS_TAKEN,
     BAD_CONFIG,
     CREATED_EXAMPLES,
+    FLOW_NOT_PUBLISHED,
     IN_USE,
     NAME_TAKEN,
     NO_STORE_HEADER,
     NUMBER_IN_USE,
+    QUEUE_NOT_TAKING,
     READ_EXAMPLE,
     READ_WITH_ETAG,
     TYPE_IMMUTABLE,
     TYPE_MISMATCH,
     UNKNOWN_NUMBER,
+    UNKNOWN_QUEUE,
 )
 from app.channels.models import Channel
 from app.channels.schemas import (
@@ -123,6 +127,8 @@ _CREATED_MODELS: dict[str, type[BaseModel]] = {
 
 def _config(channel: Channel, numbers: list[uuid.UUID]) -> BaseModel:
     c = channel.config
+    # Channels made before routing targets existed have neither key: both null.
+    target = {"queue_id": c.get("queue_id"), "flow_id": c.get("flow_id")}
     match channel.type:
         case "voice":
             return VoiceConfigRead(phone_number_ids=numbers)
@@ -132,6 +138,7 @@ def _config(channel: Channel, numbers: list[uuid.UUID]) -> BaseModel:
                 allowed_origins=c["allowed_origins"],
                 greeting=c.get("greeting"),
                 theme=c.get("theme"),
+                **target,
             )
         case "email":
             return EmailConfigRead(
@@ -139,14 +146,18 @@ def _config(channel: Channel, numbers: list[uuid.UUID]) -> BaseModel:
                 address=c["address"],
                 reply_from=c["reply_from"],
                 display_name=c.get("display_name"),
+                **target,
             )
         case "sms":
             return SmsConfigRead(
                 provider=c["provider"],
                 provider_account_id=c["provider_account_id"],
                 phone_number_ids=numbers,
+                **target,
             )
-    return ProviderConfigRead(provider=c["provider"], provider_account_id=c["provider_account_id"])
+    return ProviderConfigRead(
+        provider=c["provider"], provider_account_id=c["provider_account_id"], **target
+    )
 
 
 def _body(
@@ -206,7 +217,16 @@ def _headers(channel: Channel, *, secret: bool = False) -> dict[str, str]:
             ADDRESS_TAKEN,
             NUMBER_IN_USE,
         ),
-        422: problem("Bad input: the problem names the field", BAD_CONFIG, UNKNOWN_NUMBER),
+        422: problem(
+            "Bad input: the problem names the field. A routing target (queue_id or flow_id, "
+            "not both) must be this tenant's queue taking the channel's routing channel, or "
+            "its published flow",
+            BAD_CONFIG,
+            UNKNOWN_NUMBER,
+            UNKNOWN_QUEUE,
+            QUEUE_NOT_TAKING,
+            FLOW_NOT_PUBLISHED,
+        ),
     },
 )
 async def create_channel(
@@ -253,7 +273,7 @@ async def create_channel(
 
 
 def _public_config(channel: Channel) -> dict[str, Any]:
-    return dict(channel.config)  # never holds a secret: see service._seal_*
+    return dict(channel.config)  # never holds a secret: see app/channels/secrets.py
 
 
 @router.get(
@@ -277,14 +297,15 @@ async def list_channels(
     """The tenant's channels, newest first. Secrets are never in it."""
     rows = await repository.list_page(session, principal.scope, page.limit, page.after_id, type)
     rows, next_cursor = page_rows(rows, page.limit)
-    numbers = await service.numbers_for(session, principal.scope, rows)
+    numbers = await channel_numbers.numbers_for(session, principal.scope, rows)
     return JSONResponse(
         {"items": [_body(c, numbers.get(c.id, [])) for c in rows], "next_cursor": next_cursor}
     )
 
 
 async def _one(session: SessionDep, principal: Principal, channel: Channel) -> list[uuid.UUID]:
-    return (await service.numbers_for(session, principal.scope, [channel])).get(channel.id, [])
+    numbers = await channel_numbers.numbers_for(session, principal.scope, [channel])
+    return numbers.get(channel.id, [])
 
 
 @router.get(
@@ -318,10 +339,14 @@ async def get_channel(
         ),
         412: PRECONDITION_FAILED,
         422: problem(
-            "Bad input, a setting of another channel type, or a change of type",
+            "Bad input, a setting of another channel type, a change of type, or a routing "
+            "target that cannot take the channel's conversations",
             BAD_CONFIG,
             TYPE_IMMUTABLE,
             UNKNOWN_NUMBER,
+            UNKNOWN_QUEUE,
+            QUEUE_NOT_TAKING,
+            FLOW_NOT_PUBLISHED,
         ),
     },
 )

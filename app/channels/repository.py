@@ -14,7 +14,9 @@ from sqlmodel import col, select
 from app.channels.models import Channel, ChannelAddress, ChannelNumber
 from app.db import tenant_rows
 from app.db.tenant import TenantScope
+from app.flows.models import Flow
 from app.phone_numbers.models import PhoneNumber
+from app.queues.models import Queue
 
 # -- channels -----------------------------------------------------------------------------
 
@@ -135,6 +137,84 @@ async def replace_numbers(
         for number_id in ids
     )
     await session.flush()
+
+
+# -- routing targets ----------------------------------------------------------------------
+
+
+async def queue_channels(
+    session: AsyncSession, scope: TenantScope, queue_id: uuid.UUID
+) -> list[str] | None:
+    """The routing channels the tenant's queue takes, or None if it has no such queue.
+
+    Locked FOR SHARE until the transaction ends: a concurrent delete of the queue, or a
+    change of its channels, waits for us and then sees the channel that points at it."""
+    stmt = (
+        select(col(Queue.channels))
+        .where(Queue.tenant_id == scope.tenant_id, Queue.id == queue_id)
+        .with_for_update(read=True)
+    )
+    row = (await session.execute(stmt)).first()
+    return list(row[0]) if row is not None else None
+
+
+async def routing_flow(
+    session: AsyncSession, scope: TenantScope, flow_id: uuid.UUID
+) -> tuple[str, int | None] | None:
+    """(channel, published version) of the tenant's flow, or None if it has no such
+    flow. Locked FOR KEY SHARE so that it cannot be deleted under the transaction."""
+    stmt = (
+        select(col(Flow.channel), col(Flow.published_version))
+        .where(Flow.tenant_id == scope.tenant_id, Flow.id == flow_id)
+        .with_for_update(read=True, key_share=True)
+    )
+    row = (await session.execute(stmt)).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def routing_to_queue(
+    session: AsyncSession, scope: TenantScope, queue_id: uuid.UUID
+) -> list[tuple[uuid.UUID, str, str]]:
+    """(id, name, type) of the tenant's channels whose inbound conversations go to
+    ``queue_id`` (``config.queue_id``), by name."""
+    stmt = (
+        select(col(Channel.id), col(Channel.name), col(Channel.type))
+        .where(
+            Channel.tenant_id == scope.tenant_id,
+            col(Channel.config).contains({"queue_id": str(queue_id)}),
+        )
+        .order_by(func.lower(col(Channel.name)))
+    )
+    return [(row[0], row[1], row[2]) for row in await session.execute(stmt)]
+
+
+async def routing_to_flow(
+    session: AsyncSession, scope: TenantScope, flow_id: uuid.UUID
+) -> list[str]:
+    """Names of the tenant's channels whose inbound conversations go to ``flow_id``."""
+    stmt = (
+        select(col(Channel.name))
+        .where(
+            Channel.tenant_id == scope.tenant_id,
+            col(Channel.config).contains({"flow_id": str(flow_id)}),
+        )
+        .order_by(func.lower(col(Channel.name)))
+    )
+    return [row[0] for row in await session.execute(stmt)]
+
+
+async def proactive_rules_on(
+    session: AsyncSession, scope: TenantScope, channel_id: uuid.UUID
+) -> list[str]:
+    """Names of the tenant's proactive rules that apply to ``channel_id``."""
+    from app.proactive.models import ProactiveRule
+
+    stmt = (
+        select(col(ProactiveRule.name))
+        .where(ProactiveRule.tenant_id == scope.tenant_id, ProactiveRule.channel_id == channel_id)
+        .order_by(func.lower(col(ProactiveRule.name)))
+    )
+    return [row[0] for row in await session.execute(stmt)]
 
 
 # -- inbound addresses (platform table) ---------------------------------------------------

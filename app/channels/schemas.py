@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, SecretStr, StrictBool
 
@@ -127,6 +127,28 @@ Credentials = Annotated[
 ]
 
 
+# -- routing target -----------------------------------------------------------------------
+
+QUEUE_HELP = (
+    "The queue this channel's inbound conversations wait in. It must take the channel's "
+    "routing channel (webchat: chat; email: email; sms: sms; whatsapp, wechat, messenger: "
+    "messaging). Give queue_id or flow_id, not both; with neither the channel opens no "
+    "conversations yet."
+)
+FLOW_HELP = (
+    "A published contact flow (`/v1/flows`) this channel's inbound conversations run "
+    "first. Give queue_id or flow_id, not both."
+)
+
+
+def _queue_id() -> Any:
+    return Field(default=None, description=QUEUE_HELP)
+
+
+def _flow_id() -> Any:
+    return Field(default=None, description=FLOW_HELP)
+
+
 # -- per-type configuration (create) ------------------------------------------------------
 
 
@@ -142,6 +164,8 @@ class WebchatConfig(_Strict):
     allowed_origins: AllowedOrigins
     greeting: Greeting | None = None
     theme: ThemeColour | None = None
+    queue_id: uuid.UUID | None = _queue_id()
+    flow_id: uuid.UUID | None = _flow_id()
 
 
 class EmailConfig(_Strict):
@@ -150,27 +174,37 @@ class EmailConfig(_Strict):
     display_name: Name | None = Field(
         default=None, description="The display name on replies (Acme Support)."
     )
+    queue_id: uuid.UUID | None = _queue_id()
+    flow_id: uuid.UUID | None = _flow_id()
 
 
 class SmsConfig(_Strict):
     provider: Literal["twilio", "aws", "sandbox"]
     provider_account_id: ProviderAccountId
     phone_number_ids: PhoneNumberIds = Field(default_factory=list)
+    queue_id: uuid.UUID | None = _queue_id()
+    flow_id: uuid.UUID | None = _flow_id()
 
 
 class WhatsappConfig(_Strict):
     provider: Literal["meta", "twilio"]
     provider_account_id: ProviderAccountId
+    queue_id: uuid.UUID | None = _queue_id()
+    flow_id: uuid.UUID | None = _flow_id()
 
 
 class WechatConfig(_Strict):
     provider: Literal["wechat"] = "wechat"
     provider_account_id: ProviderAccountId
+    queue_id: uuid.UUID | None = _queue_id()
+    flow_id: uuid.UUID | None = _flow_id()
 
 
 class MessengerConfig(_Strict):
     provider: Literal["meta"] = "meta"
     provider_account_id: ProviderAccountId
+    queue_id: uuid.UUID | None = _queue_id()
+    flow_id: uuid.UUID | None = _flow_id()
 
 
 # -- create -------------------------------------------------------------------------------
@@ -254,6 +288,7 @@ CREATE_EXAMPLES = {
                 "allowed_origins": ["https://www.acme.example", "https://*.acme.example"],
                 "greeting": "Hi! How can we help?",
                 "theme": "#0055ff",
+                "queue_id": "0196b0f2-5c1d-7e4f-8a9b-0c1d2e3f4a5b",
             },
         },
     },
@@ -330,6 +365,19 @@ class ChannelConfigUpdate(_Strict):
         default=None, description="email; null resets it to the inbound address"
     )
     display_name: Name | None = Field(default=None, description="email; null removes it")
+    queue_id: uuid.UUID | None = Field(
+        default=None,
+        description="webchat, email, sms, whatsapp, wechat, messenger: "
+        + QUEUE_HELP
+        + " null: no queue.",
+    )
+    flow_id: uuid.UUID | None = Field(
+        default=None,
+        description="webchat, email, sms, whatsapp, wechat, messenger: "
+        + FLOW_HELP
+        + " null: no flow. To switch from one to the other, send the new one and null "
+        "for the old in the same change.",
+    )
 
 
 class ChannelUpdate(_Strict):
@@ -338,6 +386,7 @@ class ChannelUpdate(_Strict):
         json_schema_extra={
             "examples": [
                 {"name": "Website chat (EU)", "config": {"greeting": "Hallo!"}},
+                {"config": {"queue_id": "0196b0f2-5c1d-7e4f-8a9b-0c1d2e3f4a5b", "flow_id": None}},
                 {"enabled": False},
                 {"credentials": {"auth_token": "the-new-token"}},
             ]
@@ -371,6 +420,8 @@ class WebchatConfigRead(BaseModel):
     allowed_origins: list[str]
     greeting: str | None
     theme: str | None
+    queue_id: uuid.UUID | None
+    flow_id: uuid.UUID | None
 
 
 class EmailConfigRead(BaseModel):
@@ -378,17 +429,23 @@ class EmailConfigRead(BaseModel):
     address: str = Field(description="The inbound address customers write to.")
     reply_from: str
     display_name: str | None
+    queue_id: uuid.UUID | None
+    flow_id: uuid.UUID | None
 
 
 class SmsConfigRead(BaseModel):
     provider: str
     provider_account_id: str
     phone_number_ids: list[uuid.UUID]
+    queue_id: uuid.UUID | None
+    flow_id: uuid.UUID | None
 
 
 class ProviderConfigRead(BaseModel):
     provider: str
     provider_account_id: str
+    queue_id: uuid.UUID | None
+    flow_id: uuid.UUID | None
 
 
 class _ReadBase(BaseModel):

@@ -7,6 +7,10 @@ that ingress can find the tenant. Credentials and webhook secrets are encrypted 
 ``app.core.crypto`` under a context naming the tenant and channel, and never returned:
 the webhook secret is handed out once, by the call that makes it.
 
+Use cases live here; their parts live by concern: ``secrets`` (widget key, sealed
+credentials and webhook secret), ``numbers`` (a voice or SMS channel's phone numbers) and
+``targets`` (where inbound conversations go: a queue or a published flow, or neither).
+
 Refusals come in a fixed order - bad input (422), then the quota (403), then conflicts
 (409) - and are raised before anything is written, so the request's rollback has
 nothing to undo; the unique indexes stand behind the checks for races.
@@ -14,9 +18,7 @@ nothing to undo; the unique indexes stand behind the checks for races.
 
 from __future__ import annotations
 
-import json
 import re
-import secrets
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -24,7 +26,8 @@ from typing import Any, TypeVar
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.channels import repository
+from app.channels import numbers as channel_numbers
+from app.channels import repository, targets
 from app.channels.models import Channel
 from app.channels.schemas import (
     ChannelCreate,
@@ -35,7 +38,10 @@ from app.channels.schemas import (
     VoiceChannelCreate,
     WebchatChannelCreate,
 )
-from app.channels.validation import MESSAGING_TYPES, NUMBERED_TYPES, PROVIDERS
+from app.channels.secrets import new_widget_key, seal_credentials, seal_webhook_secret
+from app.channels.secrets import read_credentials as read_credentials  # for ingress, adapters
+from app.channels.secrets import read_webhook_secret as read_webhook_secret
+from app.channels.validation import MESSAGING_TYPES, PROVIDERS
 from app.core.concurrency import IfMatch
 from app.core.crypto import Cipher
 from app.core.errors import Conflict, InvalidInput, NotFound, SwitchboardError
@@ -55,12 +61,12 @@ PROVIDER_ID = "provider_id"
 # The config fields a PATCH may set, per channel type.
 PATCHABLE: dict[str, frozenset[str]] = {
     "voice": frozenset({"phone_number_ids"}),
-    "webchat": frozenset({"allowed_origins", "greeting", "theme"}),
-    "email": frozenset({"reply_from", "display_name"}),
-    "sms": frozenset({"phone_number_ids"}),
-    "whatsapp": frozenset(),
-    "wechat": frozenset(),
-    "messenger": frozenset(),
+    "webchat": frozenset({"allowed_origins", "greeting", "theme"}) | targets.KEYS,
+    "email": frozenset({"reply_from", "display_name"}) | targets.KEYS,
+    "sms": frozenset({"phone_number_ids"}) | targets.KEYS,
+    "whatsapp": targets.KEYS,
+    "wechat": targets.KEYS,
+    "messenger": targets.KEYS,
 }
 _NOT_NULL = frozenset({"phone_number_ids", "allowed_origins"})
 _FIELD_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -84,64 +90,12 @@ def _address_taken(what: str, field_path: str) -> Conflict:
     return Conflict(f"{what} is already in use.", code="address-taken", field=field_path)
 
 
-def _number_in_use(field_path: str, channel_type: str, holder: str | None) -> Conflict:
-    where = f" '{holder}'" if holder else ""
-    return Conflict(
-        f"The number already serves {channel_type} channel{where}; detach it there first.",
-        code="number-in-use",
-        field=field_path,
-    )
-
-
 def _type_mismatch(expected: str) -> Conflict:
     return Conflict(
         f"Only {expected} channels have this.",
         code="channel-type-mismatch",
         field="path.channel_id",
     )
-
-
-# -- secrets ------------------------------------------------------------------------------
-
-
-def new_widget_key() -> str:
-    return "wk_" + secrets.token_urlsafe(18)  # 24 url-safe characters
-
-
-def new_webhook_secret() -> str:
-    return "whsec_" + secrets.token_urlsafe(32)
-
-
-def _context(what: str, channel: Channel) -> str:
-    return f"channels.{what}:{channel.tenant_id}:{channel.id}"
-
-
-def _seal_credentials(cipher: Cipher, channel: Channel, creds: dict[str, SecretStr]) -> None:
-    plain = json.dumps({k: v.get_secret_value() for k, v in creds.items()}, sort_keys=True)
-    channel.credentials_enc = cipher.encrypt(plain, context=_context("credentials", channel))
-    channel.config = {**channel.config, "credential_fields": sorted(creds)}
-
-
-def _seal_webhook_secret(cipher: Cipher, channel: Channel) -> str:
-    secret = new_webhook_secret()
-    channel.webhook_secret_enc = cipher.encrypt(secret, context=_context("webhook_secret", channel))
-    return secret
-
-
-def read_credentials(cipher: Cipher, channel: Channel) -> dict[str, str]:
-    """The provider credentials in clear, for the channel's adapter (never for the API)."""
-    if not channel.credentials_enc:
-        return {}
-    plain = cipher.decrypt(channel.credentials_enc, context=_context("credentials", channel))
-    creds: dict[str, str] = json.loads(plain)
-    return creds
-
-
-def read_webhook_secret(cipher: Cipher, channel: Channel) -> str | None:
-    """The webhook secret in clear, for ingress to check a request's HMAC."""
-    if not channel.webhook_secret_enc:
-        return None
-    return cipher.decrypt(channel.webhook_secret_enc, context=_context("webhook_secret", channel))
 
 
 # -- checks -------------------------------------------------------------------------------
@@ -171,34 +125,6 @@ def _check_credentials(
             raise InvalidInput(
                 f"is required for {channel_type} through {provider}",
                 field=f"body.credentials.{name}",
-            )
-
-
-async def _check_numbers(session: AsyncSession, scope: TenantScope, ids: list[uuid.UUID]) -> None:
-    """422 for a number that is not this tenant's active number (another tenant's id
-    reads exactly like one that does not exist)."""
-    active = await repository.active_numbers(session, scope, ids)
-    for i, number_id in enumerate(ids):
-        if number_id not in active:
-            raise InvalidInput(
-                f"No active phone number {number_id} in this tenant.",
-                code="unknown-phone-number",
-                field=f"body.config.phone_number_ids.{i}",
-            )
-
-
-async def _check_numbers_free(
-    session: AsyncSession,
-    scope: TenantScope,
-    ids: list[uuid.UUID],
-    channel_type: str,
-    except_channel: uuid.UUID | None,
-) -> None:
-    in_use = await repository.numbers_in_use(session, scope, ids, channel_type, except_channel)
-    for i, number_id in enumerate(ids):
-        if number_id in in_use:
-            raise _number_in_use(
-                f"body.config.phone_number_ids.{i}", channel_type, in_use[number_id]
             )
 
 
@@ -265,7 +191,7 @@ async def create(
     # Bad input first.
     if isinstance(data, VoiceChannelCreate | SmsChannelCreate):
         numbers = list(data.config.phone_number_ids)
-        await _check_numbers(session, scope, numbers)
+        await channel_numbers.check_active(session, scope, numbers)
     if isinstance(data, WebchatChannelCreate):
         key = new_widget_key()
         channel.config = {
@@ -306,11 +232,17 @@ async def create(
             (PROVIDER_ID, provider_address(data.type, data.config.provider, account), taken)
         )
 
+    if not isinstance(data, VoiceChannelCreate):
+        target = await targets.check_new(
+            session, scope, data.type, data.config.queue_id, data.config.flow_id
+        )
+        channel.config = channel.config | target
+
     # Then the plan, then conflicts; nothing is written before here.
     await quotas.ensure_room(session, scope, plan, "channels")
     if await repository.get_by_name(session, scope, data.name):
         raise _name_taken(data.name)
-    await _check_numbers_free(session, scope, numbers, data.type, None)
+    await channel_numbers.check_free(session, scope, numbers, data.type, None)
     for kind, address, error in claims:
         if await repository.address_taken(session, kind, address):
             raise error
@@ -318,27 +250,15 @@ async def create(
     created = Created(channel, sorted(numbers))
     if isinstance(data, MessagingCreate):
         if data.credentials is not None:
-            _seal_credentials(cipher, channel, data.credentials)
-        created.webhook_secret = _seal_webhook_secret(cipher, channel)
+            seal_credentials(cipher, channel, data.credentials)
+        created.webhook_secret = seal_webhook_secret(cipher, channel)
     session.add(channel)
     await _flush(session, channel, {"ix_channels_tenant_id_name": _name_taken(data.name)})
     if numbers:
-        await _replace_numbers(session, scope, channel, numbers)
+        await channel_numbers.replace(session, scope, channel, numbers)
     for kind, address, error in claims:
         await _claim_address(session, scope, channel, kind, address, error)
     return created
-
-
-async def _replace_numbers(
-    session: AsyncSession, scope: TenantScope, channel: Channel, ids: list[uuid.UUID]
-) -> None:
-    async def replace() -> None:
-        await repository.replace_numbers(session, scope, channel, ids)
-
-    in_use = _number_in_use("body.config.phone_number_ids", channel.type, None)
-    await guarded(
-        session, replace, {"ix_channel_numbers_tenant_id_phone_number_id_channel_type": in_use}
-    )
 
 
 @dataclass
@@ -395,17 +315,19 @@ async def update(
             raise _null("body.credentials")
         _check_credentials(channel.type, channel.config["provider"], data.credentials)
 
+    await targets.check_change(session, scope, channel, config_sent)
+
     current = (await repository.numbers_of(session, scope, [channel.id])).get(channel.id, [])
     numbers = current
     if "phone_number_ids" in config_sent:
         numbers = list(config_sent["phone_number_ids"])
-        await _check_numbers(session, scope, numbers)
+        await channel_numbers.check_active(session, scope, numbers)
 
     renamed = data.name is not None and data.name.lower() != channel.name.lower()
     if renamed and data.name and await repository.get_by_name(session, scope, data.name):
         raise _name_taken(data.name)
     if numbers is not current:
-        await _check_numbers_free(session, scope, numbers, channel.type, channel.id)
+        await channel_numbers.check_free(session, scope, numbers, channel.type, channel.id)
 
     changed: list[str] = []
     if data.name is not None and data.name != channel.name:
@@ -422,6 +344,8 @@ async def update(
             value = str(value) if value is not None else config["address"]
         elif name == "allowed_origins":
             value = list(value)
+        elif name in targets.KEYS:
+            value = targets.as_json(value)
         if config.get(name) != value:
             config[name] = value
             changed.append(f"config.{name}")
@@ -431,7 +355,7 @@ async def update(
     if numbers_changed:
         changed.append("config.phone_number_ids")
     if data.credentials is not None:
-        _seal_credentials(cipher, channel, data.credentials)
+        seal_credentials(cipher, channel, data.credentials)
         changed.append("credentials")
     if not changed:
         return Updated(channel, sorted(current))
@@ -439,8 +363,18 @@ async def update(
     channel.updated_at = utcnow()
     await _flush(session, channel, {"ix_channels_tenant_id_name": _name_taken(channel.name)})
     if numbers_changed:
-        await _replace_numbers(session, scope, channel, numbers)
+        await channel_numbers.replace(session, scope, channel, numbers)
     return Updated(channel, sorted(numbers), changed)
+
+
+async def load_for_ingress(
+    session: AsyncSession, scope: TenantScope, channel_id: uuid.UUID
+) -> Channel | None:
+    """The channel row for inbound traffic, enabled or not (the caller checks
+    ``enabled``, the request's signature and ``config.queue_id`` / ``config.flow_id``:
+    both null means the channel opens no conversations yet). None if this tenant has no
+    such channel, e.g. it was deleted after its address resolved."""
+    return await repository.get(session, scope, channel_id)
 
 
 async def delete(
@@ -450,6 +384,14 @@ async def delete(
     resolving at once)."""
     channel = await get(session, scope, channel_id, for_update=True)
     if_match.check(channel.version)
+    rules = await repository.proactive_rules_on(session, scope, channel_id)
+    if rules:
+        # A rule without its channel would apply to every channel: refuse instead.
+        raise Conflict(
+            f"Proactive rules apply to this channel ({', '.join(rules)}); point them "
+            "elsewhere or delete them first.",
+            code="channel-in-use",
+        )
 
     async def remove() -> Channel:
         await session.delete(channel)
@@ -497,13 +439,6 @@ async def rotate_webhook_secret(
     if_match.check(channel.version)
     if channel.type not in MESSAGING_TYPES:
         raise _type_mismatch("sms, whatsapp, wechat and messenger")
-    secret = _seal_webhook_secret(cipher, channel)
+    secret = seal_webhook_secret(cipher, channel)
     await _bump(session, channel)
     return channel, secret
-
-
-async def numbers_for(
-    session: AsyncSession, scope: TenantScope, channels: list[Channel]
-) -> dict[uuid.UUID, list[uuid.UUID]]:
-    ids = [c.id for c in channels if c.type in NUMBERED_TYPES]
-    return await repository.numbers_of(session, scope, ids)

@@ -1,5 +1,6 @@
 """Value rules for channel settings: web origins, email local parts, colours, provider
-accounts and the credential fields each provider takes.
+accounts, the credential fields each provider takes, and the routing channel each type
+feeds.
 
 Each validator raises ``ValueError`` with a reason a person can act on; pydantic puts
 the field path in front of it (``body.config.allowed_origins.2``).
@@ -24,6 +25,16 @@ CHANNEL_TYPES: tuple[str, ...] = (
 )
 MESSAGING_TYPES = frozenset({"sms", "whatsapp", "wechat", "messenger"})
 NUMBERED_TYPES = frozenset({"voice", "sms"})
+# The routing channel (a queue's ``channels``) each conversational channel type feeds.
+# Voice is absent: calls reach queues through phone numbers and contact flows.
+ROUTING_CHANNEL: dict[str, str] = {
+    "webchat": "chat",
+    "email": "email",
+    "sms": "sms",
+    "whatsapp": "messaging",
+    "wechat": "messaging",
+    "messenger": "messaging",
+}
 
 
 # -- web origins --------------------------------------------------------------------------

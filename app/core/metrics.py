@@ -9,6 +9,9 @@ several apps in one process (tests) never collide.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
     CollectorRegistry,
@@ -19,7 +22,9 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
 )
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.registry import Collector
 
 UNMATCHED_ROUTE = "unmatched"
 OTHER_METHOD = "_OTHER"
@@ -46,6 +51,7 @@ class HttpMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
+        self.registry.register(MESSAGES)
         self.requests = Counter(
             "switchboard_http_requests",
             "HTTP requests answered, by route template, status and tenant.",
@@ -71,6 +77,37 @@ class HttpMetrics:
             self._series[key] = series
         series[0].inc()
         series[1].observe(seconds)
+
+
+class MessageCounts(Collector):
+    """Conversation messages by tenant, channel type, direction and outcome (inbound
+    ``received``; outbound ``sent``, ``retry``, ``failed``). Counted where the work happens
+    (requests, SMTP sessions, background deliveries) into one process-wide table that
+    every application's registry reads, so no code path needs the app to count."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def inc(self, tenant_id: object, channel: str, direction: str, outcome: str) -> None:
+        key = (str(tenant_id), channel, direction, outcome)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + 1
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "switchboard_messages",
+            "Conversation messages, by tenant, channel type, direction and outcome.",
+            labels=("tenant_id", "channel", "direction", "outcome"),
+        )
+        with self._lock:
+            items = list(self._counts.items())
+        for labels, value in items:
+            family.add_metric(list(labels), value)
+        yield family
+
+
+MESSAGES = MessageCounts()
 
 
 router = APIRouter(include_in_schema=False)

@@ -48,11 +48,13 @@ class BodySizeLimitMiddleware:
 
     A declared Content-Length over the limit is refused here, before the app runs; a
     streamed body that grows past it raises a 413 HTTPException from ``receive``, which
-    the app's error handlers render."""
+    the app's error handlers render. Paths under ``exempt_prefixes`` enforce their own
+    limit (presigned object uploads, app/storage/endpoints.py)."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, exempt_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt_prefixes = exempt_prefixes
 
     async def _reject(self, scope: Scope, send: Send) -> None:
         body = json.dumps(
@@ -79,7 +81,7 @@ class BodySizeLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope.get("path", "").startswith(self.exempt_prefixes):
             await self.app(scope, receive, send)
             return
         for k, v in scope.get("headers", []):

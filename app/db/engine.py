@@ -64,8 +64,7 @@ async def _request_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         await session.commit()
-        for hook in session.info.pop("after_commit", []):
-            await hook()
+        await run_after_commit(session)
 
 
 SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
@@ -74,3 +73,10 @@ SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")
 def after_commit(session: AsyncSession, hook: object) -> None:
     """Run ``hook`` (an async callable) once the request's transaction has committed."""
     session.info.setdefault("after_commit", []).append(hook)
+
+
+async def run_after_commit(session: AsyncSession) -> None:
+    """Run the hooks queued with :func:`after_commit`; call it once the transaction has
+    committed (the request dependency does; so must code that owns its transaction)."""
+    for hook in session.info.pop("after_commit", []):
+        await hook()

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.channels import repository as channels_repo
 from app.core.concurrency import IfMatch
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.db.base import utcnow
@@ -103,6 +104,13 @@ async def delete(
 ) -> Flow:
     flow = await get(session, scope, flow_id, for_update=True)
     if_match.check(flow.version)
+    channels = await channels_repo.routing_to_flow(session, scope, flow_id)
+    if channels:
+        raise Conflict(
+            f"Channels route their conversations to this flow ({', '.join(channels)}); "
+            "point them elsewhere first.",
+            code="flow-in-use",
+        )
     in_use = Conflict(
         "Phone numbers point at this flow; point them elsewhere first.", code="flow-in-use"
     )

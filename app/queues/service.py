@@ -2,8 +2,9 @@
 
 Every reference a queue holds (business hours, skills, overflow queues, relaxation
 targets) must name a resource of the same tenant; an unknown one is bad input (422 on
-the field), never a 404. Deleting a queue that something still points at is refused
-(409 ``queue-in-use``). Creation is bounded by the plan's ``queues`` quota.
+the field), never a 404. Deleting a queue that something still points at (channels
+included) is refused (409 ``queue-in-use``), and so is dropping a routing channel that a
+channel routing to the queue needs. Creation is bounded by the plan's ``queues`` quota.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col, select
 
 from app.business_hours import repository as hours_repo
+from app.channels import repository as channels_repo
+from app.channels.validation import ROUTING_CHANNEL
 from app.core.concurrency import IfMatch
 from app.core.errors import Conflict, InvalidInput, NotFound, SwitchboardError
 from app.db.base import utcnow
@@ -265,6 +268,9 @@ async def update(
                 field="body.overflow_queue_id",
             )
 
+    if "channels" in given:
+        await _check_channels_still_taken(session, scope, queue, given["channels"])
+
     columns = {k: v for k, v in given.items() if k in _COLUMNS}
     if steps is not None:
         columns["relaxation_steps"] = _steps_json(steps)
@@ -286,12 +292,33 @@ async def update(
     return await guarded(session, flush, _write_errors(new_name or queue.name))
 
 
+async def _check_channels_still_taken(
+    session: AsyncSession, scope: TenantScope, queue: Queue, channels: list[str]
+) -> None:
+    """Channels that route their conversations here keep their routing channel. The
+    queue is locked, so a channel pointing at it now has committed (or waits for us)."""
+    routing = await channels_repo.routing_to_queue(session, scope, queue.id)
+    needing = [(i, n, rc) for i, n, t in routing if (rc := ROUTING_CHANNEL[t]) not in channels]
+    if needing:
+        dropped = sorted({rc for _, _, rc in needing})
+        raise Conflict(
+            f"Channels route their conversations to this queue and need it to take "
+            f"{', '.join(dropped)}; point them at another queue first.",
+            code="queue-in-use",
+            field="body.channels",
+            used_by=[
+                {"type": "channel", "id": str(i), "name": n, "as": "routing target"}
+                for i, n, _ in needing
+            ],
+        )
+
+
 async def _used_by(
     session: AsyncSession, scope: TenantScope, queue_id: uuid.UUID
 ) -> list[dict[str, Any]]:
     """What points at this queue: other queues' overflow and relaxation targets,
-    routing profiles that serve it, and contact flows that route to it (their draft or
-    published version)."""
+    routing profiles that serve it, contact flows that route to it (their draft or
+    published version), and channels whose inbound conversations go to it."""
     used: list[dict[str, Any]] = []
     overflow = await session.execute(
         select(col(Queue.id), col(Queue.name)).where(
@@ -317,13 +344,18 @@ async def _used_by(
     used += [{"type": "routing_profile", "id": str(i), "name": n} for i, n in profiles]
     flows = await flows_repo.flows_referencing(session, scope, "queue", queue_id)
     used += [{"type": "flow", "id": str(f.flow_id), "name": f.name, "as": f.where()} for f in flows]
+    channels = await channels_repo.routing_to_queue(session, scope, queue_id)
+    used += [
+        {"type": "channel", "id": str(i), "name": n, "as": "routing target"} for i, n, _ in channels
+    ]
     return used
 
 
 def _in_use(used: list[dict[str, Any]]) -> Conflict:
     return Conflict(
-        "Other queues, routing profiles or contact flows use this queue; remove those "
-        "references first (a flow: change its draft and publish it).",
+        "Other queues, routing profiles, contact flows or channels use this queue; remove "
+        "those references first (a flow: change its draft and publish it; a channel: "
+        "change its queue_id).",
         code="queue-in-use",
         used_by=used or None,
     )

@@ -158,9 +158,15 @@ async def _run_flow(
 
 
 async def enqueue(
-    session: AsyncSession, scope: TenantScope, plan: str, data: ContactCreate
+    session: AsyncSession,
+    scope: TenantScope,
+    plan: str,
+    data: ContactCreate,
+    *,
+    conversation_id: uuid.UUID | None = None,
 ) -> uuid.UUID:
-    """Put a contact in line; the shard's routing worker is woken on commit."""
+    """Put a contact in line; the shard's routing worker is woken on commit.
+    ``conversation_id``: the conversation it routes (messaging channels)."""
     if (data.queue_id is None) == (data.flow_id is None):
         raise InvalidInput("body.queue_id: give either queue_id or flow_id", field="body.queue_id")
     conn = await raw(session)
@@ -217,9 +223,9 @@ async def enqueue(
         INSERT INTO contacts (tenant_id, id, shard, channel, queue_id, original_queue_id,
             customer_ref, priority, state, mode, extra_skills, attributes,
             preferred_agent_ids, sticky_agent_id, enqueued_at, queue_entered_at,
-            missed_offers, version, created_at, updated_at)
+            missed_offers, version, created_at, updated_at, conversation_id)
         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, 'queued', $8, $9::jsonb, $10::jsonb,
-                $11::uuid[], $12, $13, $13, 0, 1, $13, $13)
+                $11::uuid[], $12, $13, $13, 0, 1, $13, $13, $14)
         """,
         scope.tenant_id,
         cid,
@@ -234,8 +240,11 @@ async def enqueue(
         list(data.preferred_agent_ids),
         sticky,
         now,
+        conversation_id,
     )
     detail: dict[str, Any] = {"queue_id": str(queue["id"]), "priority": priority}
+    if conversation_id is not None:
+        detail["conversation_id"] = str(conversation_id)
     if queue["id"] != queue_id:
         detail["redirected_from"] = str(queue_id)
         detail["reason"] = "queue full (max_waiting): its overflow queue took the contact"

@@ -6,7 +6,8 @@ The agent desktop's WebSocket is in ``app.routing.stream``.
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
 
@@ -42,6 +43,7 @@ register(
 register("agent:work", "Take work as an agent: presence, offers, wrap-up", ("agent",))
 
 router = APIRouter(tags=["routing"])
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
 
 ContactsRead = Annotated[Principal, require("contacts:read")]
 ContactsWrite = Annotated[Principal, require("contacts:write")]
@@ -298,6 +300,17 @@ async def agent_routing(
 # ---------------------------------------------------------------------------- reservations
 
 
+def _reservation_step(step: str) -> Callable[[_Endpoint], _Endpoint]:
+    """The route of one step of an agent's reservation (accept, reject, complete, wrap-up):
+    all answer the reservation, 404 when it is not theirs, 409 in the wrong state."""
+    return router.post(
+        f"/v1/reservations/{{reservation_id}}/{step}",
+        response_model=ReservationRead,
+        responses={404: RESERVATION_NOT_FOUND, 409: RESERVATION_STATE},
+        tags=["agent desktop"],
+    )
+
+
 @router.get(
     "/v1/reservations/{reservation_id}",
     response_model=ReservationRead,
@@ -310,12 +323,7 @@ async def get_reservation(
     return await reservations.read(session, principal.scope, reservation_id, _agent_id(principal))
 
 
-@router.post(
-    "/v1/reservations/{reservation_id}/accept",
-    response_model=ReservationRead,
-    responses={404: RESERVATION_NOT_FOUND, 409: RESERVATION_STATE},
-    tags=["agent desktop"],
-)
+@_reservation_step("accept")
 async def accept(
     reservation_id: uuid.UUID, session: SessionDep, principal: AgentWork
 ) -> ReservationRead:
@@ -325,12 +333,7 @@ async def accept(
     )
 
 
-@router.post(
-    "/v1/reservations/{reservation_id}/reject",
-    response_model=ReservationRead,
-    responses={404: RESERVATION_NOT_FOUND, 409: RESERVATION_STATE},
-    tags=["agent desktop"],
-)
+@_reservation_step("reject")
 async def reject(
     reservation_id: uuid.UUID, session: SessionDep, principal: AgentWork
 ) -> ReservationRead:
@@ -340,12 +343,7 @@ async def reject(
     )
 
 
-@router.post(
-    "/v1/reservations/{reservation_id}/complete",
-    response_model=ReservationRead,
-    responses={404: RESERVATION_NOT_FOUND, 409: RESERVATION_STATE},
-    tags=["agent desktop"],
-)
+@_reservation_step("complete")
 async def complete(
     reservation_id: uuid.UUID, session: SessionDep, principal: AgentWork
 ) -> ReservationRead:
@@ -355,12 +353,7 @@ async def complete(
     )
 
 
-@router.post(
-    "/v1/reservations/{reservation_id}/wrap-up",
-    response_model=ReservationRead,
-    responses={404: RESERVATION_NOT_FOUND, 409: RESERVATION_STATE},
-    tags=["agent desktop"],
-)
+@_reservation_step("wrap-up")
 async def finish_wrap_up(
     reservation_id: uuid.UUID,
     session: SessionDep,

@@ -85,6 +85,8 @@ class Contact(TenantOwned, Versioned, table=True):
     wait_seconds: float | None = None
     missed_offers: int = 0
     wrap_up_code: str | None = Field(default=None, max_length=64)
+    # The conversation this contact routes (messaging channels), if any.
+    conversation_id: uuid.UUID | None = None
 
     __table_args__ = (
         ForeignKeyConstraint(
@@ -125,6 +127,14 @@ class Contact(TenantOwned, Versioned, table=True):
             postgresql_where=text("customer_ref IS NOT NULL AND agent_id IS NOT NULL"),
         ),
         Index("ix_contacts_tenant_id_state_created_at", "tenant_id", "state", "created_at"),
+        # A customer's calls and callbacks (timeline), and merges moving them.
+        Index(
+            "ix_contacts_tenant_id_customer_ref_enqueued_at",
+            "tenant_id",
+            "customer_ref",
+            "enqueued_at",
+            postgresql_where=text("customer_ref IS NOT NULL"),
+        ),
     )
 
 

@@ -7,7 +7,7 @@ offered -> rejected | timed_out | rescinded: the contact goes back to its place.
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
@@ -19,8 +19,14 @@ from app.db.tenant import TenantScope
 from app.routing.connection import raw
 from app.routing.presence import reservation_read
 from app.routing.schemas import ReservationRead
-from app.routing.transitions import emit, finish_wrap_ups, release_offers, touch_work, trail
-from app.usage.service import Meter, record
+from app.routing.transitions import (
+    emit,
+    finish_wrap_ups,
+    release_offers,
+    touch_work,
+    trail,
+)
+from app.usage.service import Meter, record_on
 
 
 def not_found() -> NotFound:
@@ -81,7 +87,10 @@ async def accept(
         raise Conflict(
             "The offer expired; the contact went back to the queue.", code="offer-expired"
         )
-    # Lock order: presence, contact, reservation.
+    from app.conversations import hooks
+
+    # Lock order: the conversation (messaging contacts), presence, contact, reservation.
+    conv = await hooks.before_accept(conn, scope, row["contact_id"], agent_id)
     await conn.execute(
         "UPDATE agent_presence SET missed_offers = 0, version = version + 1 "
         "WHERE tenant_id = $1 AND agent_id = $2",
@@ -135,6 +144,8 @@ async def accept(
             )
         ],
     )
+    if conv is not None:
+        await hooks.on_accept(conn, scope, conv, done, now)
     return reservation_read(done)
 
 
@@ -166,26 +177,55 @@ async def complete(
 ) -> ReservationRead:
     """Handling is over: wrap-up starts (the queue's timer), or the work completes at once
     when the queue has no wrap-up time. The handled minutes go to the usage ledger."""
-    conn = await raw(session)
-    now = utcnow()
+    return await complete_on(await raw(session), scope, reservation_id, agent_id)
+
+
+async def record_handled(
+    conn: asyncpg.Connection,
+    scope: TenantScope,
+    row: asyncpg.Record,
+    now: datetime,
+    conversation_id: uuid.UUID | None,
+) -> None:
+    """The reservation's handled minutes on the usage ledger, in this transaction (once:
+    keyed by the reservation). On the connection, not the session, so that the routing
+    hooks (a warm transfer completes the previous owner inside an accept) record too."""
+    meter = Meter(f"handled_minutes.{row['channel']}")
+    minutes = Decimal(str(round((now - row["accepted_at"]).total_seconds() / 60.0, 4)))
+    attributes = {"contact_id": str(row["contact_id"]), "queue_id": str(row["queue_id"])}
+    if conversation_id is not None:
+        attributes["conversation_id"] = str(conversation_id)
+    await record_on(
+        conn,
+        scope,
+        meter=meter,
+        quantity=max(minutes, Decimal(0)),
+        occurred_at=now,
+        idempotency_key=f"reservation:{row['id']}:handled",
+        attributes=attributes,
+    )
+
+
+async def complete_on(
+    conn: asyncpg.Connection, scope: TenantScope, reservation_id: uuid.UUID, agent_id: uuid.UUID
+) -> ReservationRead:
+    """:func:`complete` on a connection (the conversation actions and hooks)."""
     row = await _get(conn, scope, reservation_id, agent_id)
     if row["state"] != "in_progress":
         raise _wrong_state(row, "completing", "in_progress")
+    from app.conversations import hooks
+
+    # Lock order: the conversation (messaging contacts) first.
+    conv = await hooks.lock_for_contact(conn, scope, row["contact_id"])
+    now = utcnow()
     wrap = await conn.fetchval(
         "SELECT wrap_up_seconds FROM queues WHERE tenant_id = $1 AND id = $2",
         scope.tenant_id,
         row["queue_id"],
     )
-    minutes = Decimal(str(round((now - row["accepted_at"]).total_seconds() / 60.0, 4)))
-    await record(
-        session,
-        scope,
-        meter=Meter(f"handled_minutes.{row['channel']}"),
-        quantity=minutes,
-        occurred_at=now,
-        idempotency_key=f"reservation:{reservation_id}:handled",
-        attributes={"contact_id": str(row["contact_id"]), "queue_id": str(row["queue_id"])},
-    )
+    await record_handled(conn, scope, row, now, conv["id"] if conv is not None else None)
+    if conv is not None:
+        await hooks.on_complete(conn, scope, conv, row, now)
     if not wrap:
         # No wrap-up time: straight to completed (each row written once).
         done = await finish_wrap_ups(

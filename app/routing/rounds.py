@@ -281,7 +281,7 @@ async def _apply_offers(
           FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS v(t, c, a)
          WHERE c.tenant_id = v.t AND c.id = v.c AND c.state = 'queued'
         RETURNING c.tenant_id, c.id, c.enqueued_at, c.channel, c.queue_id, c.priority, c.mode,
-                  c.callback_number, c.customer_ref, c.attributes
+                  c.callback_number, c.customer_ref, c.attributes, c.conversation_id
         """,
         [t for t, _, _ in offers],
         [o.contact_id for _, _, o in offers],
@@ -352,6 +352,7 @@ async def _apply_offers(
                     "mode": c["mode"],
                     "callback_number": c["callback_number"],
                     "customer_ref": c["customer_ref"],
+                    "conversation_id": c["conversation_id"] and str(c["conversation_id"]),
                     "attributes": snapshots.decode_json(c["attributes"]),
                     "waited_seconds": round(waited, 3),
                     "expires_at": expires.isoformat(),

@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
@@ -27,6 +28,13 @@ class Meter(enum.StrEnum):
     handled_minutes_sms = "handled_minutes.sms"
     handled_minutes_messaging = "handled_minutes.messaging"
     messages = "messages"
+    # Conversation messages per channel (inbound and outbound; direction in attributes).
+    messages_webchat = "messages.webchat"
+    messages_email = "messages.email"
+    messages_sms = "messages.sms"
+    messages_whatsapp = "messages.whatsapp"
+    messages_wechat = "messages.wechat"
+    messages_messenger = "messages.messenger"
     phone_number_days = "phone_number_days"
     recording_storage_gb_days = "recording_storage_gb_days"
     crowd_minutes = "crowd_minutes"
@@ -36,6 +44,24 @@ class Meter(enum.StrEnum):
 class Recorded:
     event: UsageEvent
     created: bool  # False: an earlier event with the same idempotency key stands
+
+
+def _checked(
+    meter: Meter | str, quantity: Decimal | int, occurred_at: datetime, idempotency_key: str
+) -> tuple[Meter, Decimal]:
+    """The meter and quantity of a usage event, or 422 naming what is wrong."""
+    try:
+        known = Meter(meter)
+    except ValueError:
+        raise InvalidInput(f"unknown meter '{meter}'", field="meter") from None
+    qty = Decimal(quantity)
+    if not qty.is_finite() or qty < 0:
+        raise InvalidInput("quantity must be a finite number >= 0", field="quantity")
+    if occurred_at.tzinfo is None:
+        raise InvalidInput("occurred_at must carry a time zone", field="occurred_at")
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise InvalidInput("idempotency_key must be 1..200 characters", field="idempotency_key")
+    return known, qty
 
 
 async def record(
@@ -53,17 +79,7 @@ async def record(
     A replay that disagrees with the first (other meter or quantity) is a bug in the
     caller and raises ``usage-idempotency-conflict`` rather than being silently dropped.
     """
-    try:
-        meter = Meter(meter)
-    except ValueError:
-        raise InvalidInput(f"unknown meter '{meter}'", field="meter") from None
-    qty = Decimal(quantity)
-    if not qty.is_finite() or qty < 0:
-        raise InvalidInput("quantity must be a finite number >= 0", field="quantity")
-    if occurred_at.tzinfo is None:
-        raise InvalidInput("occurred_at must carry a time zone", field="occurred_at")
-    if not idempotency_key or len(idempotency_key) > 200:
-        raise InvalidInput("idempotency_key must be 1..200 characters", field="idempotency_key")
+    meter, qty = _checked(meter, quantity, occurred_at, idempotency_key)
     values = {
         "tenant_id": scope.tenant_id,
         "id": uuid7(),
@@ -97,3 +113,45 @@ async def record(
             code="usage-idempotency-conflict",
         )
     return Recorded(existing, inserted is not None)
+
+
+async def record_on(
+    conn: asyncpg.Connection,
+    scope: TenantScope,
+    *,
+    meter: Meter | str,
+    quantity: Decimal,
+    occurred_at: datetime,
+    idempotency_key: str,
+    attributes: dict[str, Any] | None = None,
+) -> bool:
+    """:func:`record` on a raw connection (routing code runs on asyncpg); the same
+    checks, the same once-only key. True when this call wrote the event."""
+    import json
+
+    meter, quantity = _checked(meter, quantity, occurred_at, idempotency_key)
+    inserted = await conn.fetchval(
+        "INSERT INTO usage_events (tenant_id, id, meter, quantity, occurred_at, recorded_at, "
+        "idempotency_key, attributes) VALUES ($1, $2, $3, $4, $5, now(), $6, $7::jsonb) "
+        "ON CONFLICT (tenant_id, idempotency_key) DO NOTHING RETURNING id",
+        scope.tenant_id,
+        uuid7(),
+        meter.value,
+        quantity,
+        occurred_at,
+        idempotency_key,
+        json.dumps(attributes or {}),
+    )
+    if inserted is not None:
+        return True
+    first = await conn.fetchrow(
+        "SELECT meter, quantity FROM usage_events WHERE tenant_id = $1 AND idempotency_key = $2",
+        scope.tenant_id,
+        idempotency_key,
+    )
+    if first is not None and (first["meter"] != meter.value or first["quantity"] != quantity):
+        raise Conflict(
+            "This idempotency key was used for a different usage event.",
+            code="usage-idempotency-conflict",
+        )
+    return False

@@ -63,7 +63,13 @@ async def test_invite_accept_login_as_a_new_agent_would(client, app):
 
     tokens = await login(client, "maria.lopez@example.com")
     me = (await client.get("/v1/me", headers=tokens["headers"])).json()
-    assert me["role"] == "agent" and me["scopes"] == ["agent:work", "me"]
+    assert me["role"] == "agent" and me["scopes"] == [
+        "agent:work",
+        "conversations:read",
+        "conversations:write",
+        "customers:read",
+        "me",
+    ]
     assert me["user"]["id"] == agent["id"] and me["user"]["display_name"] == "Maria L."
     # Agents do not administer agents.
     assert (await client.get("/v1/agents", headers=tokens["headers"])).status_code == 403

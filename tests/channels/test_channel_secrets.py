@@ -139,7 +139,7 @@ async def test_secrets_never_leave_the_server(client, admin_conn, caplog):
 
 
 async def test_a_ciphertext_moved_to_another_channel_does_not_decrypt(client, app, admin_conn):
-    from app.channels import service
+    from app.channels import secrets as channel_secrets
     from app.channels.models import Channel
     from app.core.crypto import DecryptionError
 
@@ -164,4 +164,4 @@ async def test_a_ciphertext_moved_to_another_channel_does_not_decrypt(client, ap
         credentials_enc=row["credentials_enc"],
     )
     with pytest.raises(DecryptionError):
-        service.read_credentials(app.state.cipher, moved)
+        channel_secrets.read_credentials(app.state.cipher, moved)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 
-from app.channels import repository, service
+from app.channels import repository, secrets, service
 from app.channels.models import Channel
 from app.db.tenant import bind_tenant, mint_scope
 from tests.channels.conftest import WEBCHAT, AddNumber, create_channel, sms
@@ -113,6 +113,8 @@ async def test_email_channel_gets_an_inbound_address_under_the_configured_domain
         "address": f"acme-support.eu@{DOMAIN}",
         "reply_from": "Help@acme.example",
         "display_name": "Acme Support",
+        "queue_id": None,
+        "flow_id": None,
     }
     # Ingress finds it whatever the case the sender used.
     assert await resolve(app, "email", f"ACME-Support.EU@{DOMAIN.upper()}") == ids(t, ch)
@@ -269,10 +271,10 @@ async def test_messaging_channels_keep_credentials_encrypted_and_show_the_secret
         assert "webhook_secret" not in got.json()
         assert got.json() == {k: v for k, v in ch.items() if k != "webhook_secret"}
 
-        # Ingress and adapters read the clear values through the service.
+        # Ingress and adapters read the clear values through app.channels.secrets.
         stored = await load(app, t, ch["id"])
-        assert service.read_credentials(app.state.cipher, stored) == creds
-        assert service.read_webhook_secret(app.state.cipher, stored) == secret
+        assert secrets.read_credentials(app.state.cipher, stored) == creds
+        assert secrets.read_webhook_secret(app.state.cipher, stored) == secret
 
         r = await client.post(
             f"/v1/channels/{ch['id']}/rotate-webhook-secret", headers=t["headers"]
@@ -281,7 +283,7 @@ async def test_messaging_channels_keep_credentials_encrypted_and_show_the_secret
         rotated = r.json()["webhook_secret"]
         assert rotated != secret and r.json()["version"] == 2
         stored = await load(app, t, ch["id"])
-        assert service.read_webhook_secret(app.state.cipher, stored) == rotated
+        assert secrets.read_webhook_secret(app.state.cipher, stored) == rotated
 
 
 async def test_patch_replaces_credentials_and_changes_only_what_the_type_allows(client, app):
@@ -297,9 +299,9 @@ async def test_patch_replaces_credentials_and_changes_only_what_the_type_allows(
     assert r.json()["name"] == "SMS (US)" and r.json()["enabled"] is False
     assert r.json()["credential_fields"] == ["auth_token"] and "webhook_secret" not in r.json()
     stored = await load(app, t, ch["id"])
-    assert service.read_credentials(app.state.cipher, stored) == {"auth_token": "new-token"}
+    assert secrets.read_credentials(app.state.cipher, stored) == {"auth_token": "new-token"}
     # The webhook secret survives a credentials change.
-    assert service.read_webhook_secret(app.state.cipher, stored) == ch["webhook_secret"]
+    assert secrets.read_webhook_secret(app.state.cipher, stored) == ch["webhook_secret"]
 
     chat = await create_channel(client, t, WEBCHAT)
     r = await client.patch(

@@ -18,6 +18,7 @@ PLATFORM_TABLES_WITH_TENANT_ID = {
     "number_claims",
     "channel_addresses",
     "routing_work",
+    "outbound_work",
 }
 
 

@@ -33,4 +33,8 @@ async def test_migration_matches_the_models_and_reverses(server_url, settings):
         tables=TENANT_TABLES + PLATFORM_TABLES,
         expected_security=expected,
         also=_seeded,
+        added_later=[
+            ("contacts", "conversation_id"),
+            ("contacts", "ix_contacts_tenant_id_customer_ref_enqueued_at"),
+        ],
     )

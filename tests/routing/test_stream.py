@@ -13,14 +13,15 @@ from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.asyncio.client import connect
 
 from app.auth import jwt_keys
+from app.core import notify_hub, socket_stream
 from app.routing import stream
 from tests.conftest import create_user, login
 from tests.live_server import serve
 from tests.routing.conftest import running_router, staffed_tenant, wait_for
+from tests.stream_client import StreamClient, close_all, closed_with
 
 SHORT_GRACE = 3.0
 
@@ -45,60 +46,8 @@ def live_short_grace(settings: Any, db_urls: Any) -> Iterator[str]:
         yield url.replace("http://", "ws://")
 
 
-class Desktop:
-    """An agent desktop on the socket: keeps every message, finds the ones asked for."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
-        self.inbox: list[dict[str, Any]] = []
-        self.seen: list[dict[str, Any]] = []
-
-    async def expect(self, within: float = 10.0, **match: Any) -> dict[str, Any]:
-        """The first unclaimed message whose keys equal ``match`` (payload keys as
-        ``payload={...}``, a subset)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within
-        while True:
-            for m in self.inbox:
-                if _matches(m, match):
-                    self.inbox.remove(m)
-                    return m
-            left = deadline - loop.time()
-            if left <= 0:
-                raise AssertionError(f"no message like {match} in {within} s; saw {self.seen}")
-            try:
-                raw = await asyncio.wait_for(self.ws.recv(), left)
-            except TimeoutError:
-                continue
-            message = json.loads(raw)
-            self.inbox.append(message)
-            self.seen.append(message)
-
-    async def call(self, kind: str, **fields: Any) -> dict[str, Any]:
-        ref = uuid.uuid4().hex[:8]
-        await self.ws.send(json.dumps({"type": kind, "ref": ref, **fields}))
-        return await self.expect(ref=ref)
-
-    async def drain(self, seconds: float = 0.3) -> None:
-        """Take whatever arrives within ``seconds``."""
-        with pytest.raises(AssertionError):
-            await self.expect(within=seconds, type="never")
-
-    def events(self, topic: str | None = None) -> list[dict[str, Any]]:
-        return [
-            m for m in self.seen if m["type"] == "event" and (topic is None or m["topic"] == topic)
-        ]
-
-
-def _matches(message: dict[str, Any], match: dict[str, Any]) -> bool:
-    for key, want in match.items():
-        if key == "payload":
-            got = message.get("payload") or {}
-            if any(got.get(k) != v for k, v in want.items()):
-                return False
-        elif message.get(key) != want:
-            return False
-    return True
+class Desktop(StreamClient):
+    """An agent desktop on the socket."""
 
 
 async def open_desktop(base: str, token: str, *, since: int | None = None) -> Desktop:
@@ -114,17 +63,7 @@ async def desktops() -> AsyncIterator[list[Desktop]]:
     """Desktops opened by a test; closed at its end."""
     opened: list[Desktop] = []
     yield opened
-    for desk in opened:
-        await desk.ws.close()
-
-
-async def closed_with(ws: ClientConnection) -> tuple[int, str]:
-    """The close code and reason the server ends ``ws`` with (no other frame first)."""
-    with pytest.raises(ConnectionClosed) as info:
-        message = await asyncio.wait_for(ws.recv(), 10)
-        raise AssertionError(f"expected a close, got {message}")
-    assert info.value.rcvd is not None
-    return info.value.rcvd.code, info.value.rcvd.reason
+    await close_all(opened)
 
 
 async def enqueue(client: httpx.AsyncClient, t: dict[str, Any], channel: str = "voice") -> str:
@@ -196,14 +135,17 @@ async def test_bad_or_expired_tokens_close_with_4401(client, app, live, settings
         assert await closed_with(ws) == (4401, "auth-required")
 
 
-async def test_admins_api_keys_and_suspended_tenants_get_4403(client, app, admin_conn, live):
+async def test_api_keys_and_suspended_tenants_get_4403(client, app, admin_conn, live):
     t = await staffed_tenant(client, agents=1)
+    headers = {"Authorization": f"Bearer {t['api_key']}"}
+    async with connect(f"{live}/v1/agent/stream", additional_headers=headers) as ws:
+        assert await closed_with(ws) == (4403, "agent-only")
+    # An admin signs in to monitor conversations (no presence, no routing work).
     admin = await create_user(app, t, "admin")
-    admin_token = (await login(client, admin["email"]))["access_token"]
-    for token in (admin_token, t["api_key"]):
-        headers = {"Authorization": f"Bearer {token}"}
-        async with connect(f"{live}/v1/agent/stream", additional_headers=headers) as ws:
-            assert await closed_with(ws) == (4403, "agent-only")
+    headers = {"Authorization": f"Bearer {(await login(client, admin['email']))['access_token']}"}
+    async with connect(f"{live}/v1/agent/stream", additional_headers=headers) as ws:
+        hello = await Desktop(ws).expect(type="hello")
+    assert hello["presence"] is None
     await admin_conn.execute(
         "UPDATE tenants SET status = 'suspended' WHERE id = $1", uuid.UUID(t["tenant"]["id"])
     )
@@ -394,8 +336,8 @@ async def test_a_burst_beyond_the_pending_bound_still_arrives_once(
     client, db_urls, live, monkeypatch, desktops
 ):
     """A consumer that falls behind catches up from the table: nothing lost or doubled."""
-    monkeypatch.setattr(stream, "MAX_PENDING", 1)
-    monkeypatch.setattr(stream, "SENT_WINDOW", 2)
+    monkeypatch.setattr(notify_hub, "MAX_PENDING", 1)
+    monkeypatch.setattr(socket_stream, "SENT_WINDOW", 2)
     t = await staffed_tenant(client, agents=1)
     agent = t["agents"][0]
     desk = await open_desktop(live, agent["access_token"])

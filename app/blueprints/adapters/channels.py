@@ -19,12 +19,12 @@ from app.core.errors import InvalidInput, SwitchboardError
 # The blueprint's config keys per channel type (what the tenant chooses).
 CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "voice": ("phone_numbers",),
-    "webchat": ("allowed_origins", "greeting", "theme"),
-    "email": ("local_part", "reply_from", "display_name"),
-    "sms": ("provider", "provider_account_id", "phone_numbers"),
-    "whatsapp": ("provider", "provider_account_id"),
-    "wechat": ("provider", "provider_account_id"),
-    "messenger": ("provider", "provider_account_id"),
+    "webchat": ("allowed_origins", "greeting", "theme", "queue", "flow"),
+    "email": ("local_part", "reply_from", "display_name", "queue", "flow"),
+    "sms": ("provider", "provider_account_id", "phone_numbers", "queue", "flow"),
+    "whatsapp": ("provider", "provider_account_id", "queue", "flow"),
+    "wechat": ("provider", "provider_account_id", "queue", "flow"),
+    "messenger": ("provider", "provider_account_id", "queue", "flow"),
 }
 _CREATE: TypeAdapter[Any] = TypeAdapter(ChannelCreate)
 

@@ -1,0 +1,435 @@
+"""WeChat Official Accounts: message push (XML webhooks) and the customer-service
+message API.
+
+Webhooks (https://developers.weixin.qq.com/doc/offiaccount/Basic_Information/Access_Overview.html):
+every request carries ``signature`` = hex SHA-1 of the sorted concatenation of the
+account's token, ``timestamp`` and ``nonce``; the GET that proves the URL echoes
+``echostr``. The timestamp is signed, so an old request is refused as stale. In the
+"safe" mode (``encrypt_type=aes``, the channel holds ``encoding_aes_key``) the body is
+an ``<Encrypt>`` envelope (AES-256-CBC) and ``msg_signature`` also covers it.
+
+Bodies are XML from the internet: anything with a document type or entity declaration
+is refused before parsing (external entities, billion laughs), and size is capped.
+
+Sending: an access token from ``GET /cgi-bin/token`` (cached per app until shortly
+before it expires), then ``POST /cgi-bin/message/custom/send?access_token=...``. A token
+WeChat calls expired or invalid (another process fetched a newer one) is refetched once.
+WeChat answers no message id: the result carries one we make (``wechat-...``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import logging
+import re
+import time
+import xml.etree.ElementTree as ET  # input is screened by _screen first
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from app.messaging.providers.base import (
+    InboundMessage,
+    MediaRef,
+    Outgoing,
+    ProviderError,
+    SendResult,
+    WebhookCheck,
+    WebhookEvent,
+    WebhookRefused,
+    WebhookRequest,
+    generated_id,
+    is_stale,
+    json_answer,
+    parse_unix,
+    required_credential,
+    retryable_status,
+    transport_error,
+    webhook_credential,
+)
+
+MAX_XML_BYTES = 64 * 1024
+_CDATA = re.compile(r"<!\[CDATA\[.*?\]\]>", re.DOTALL)
+_MAX_ECHO = 128
+# errcodes meaning "this access token is no good" (expired, invalid, replaced).
+_TOKEN_ERRORS = frozenset({40001, 40014, 42001})
+# errcodes meaning "later": system busy, API call quota.
+_RETRYABLE = frozenset({-1, 45009, 45011})
+# Refresh a token this long before WeChat says it expires.
+_TOKEN_MARGIN = 300
+_VOICE_TYPES = {"amr": "audio/amr", "speex": "audio/speex", "mp3": "audio/mpeg"}
+
+
+def signature(*parts: str) -> str:
+    """WeChat's signature: hex SHA-1 of the parts sorted and joined."""
+    return hashlib.sha1("".join(sorted(parts)).encode(), usedforsecurity=False).hexdigest()
+
+
+# -- XML ----------------------------------------------------------------------------------
+
+
+def _screen(body: bytes, max_bytes: int) -> str:
+    """The body as text, if it is small, UTF-8 and declares no DTD or entity."""
+    if len(body) > max_bytes:
+        raise WebhookRefused("malformed", f"the XML body is larger than {max_bytes} bytes")
+    try:
+        text = body.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError:
+        raise WebhookRefused("malformed", "the XML body is not UTF-8") from None
+    # CDATA is literal text (a customer may well type "<!DOCTYPE"); outside it, any
+    # markup declaration other than a comment is refused.
+    outside = _CDATA.sub("", text)
+    for at in (m.start() for m in re.finditer("<!", outside)):
+        if not outside.startswith("<!--", at):
+            raise WebhookRefused("malformed", "XML declarations (DOCTYPE, ENTITY) are refused")
+    return text
+
+
+def parse_xml(body: bytes, *, max_bytes: int = MAX_XML_BYTES) -> dict[str, str]:
+    """A WeChat message (``<xml><Tag>text</Tag>...</xml>``) as {tag: text}: the root's
+    direct children, first of each name. WebhookRefused("malformed") otherwise."""
+    text = _screen(body, max_bytes)
+    try:
+        # A str: expat ignores any encoding the declaration claims, so a UTF-16 label
+        # cannot smuggle past the screen above.
+        root = ET.fromstring(text)  # noqa: S314 - screened: no DTD, no entities
+    except ET.ParseError:
+        raise WebhookRefused("malformed", "the body is not well-formed XML") from None
+    if root.tag != "xml":
+        raise WebhookRefused("malformed", "the root element is not <xml>")
+    out: dict[str, str] = {}
+    for child in root:
+        if isinstance(child.tag, str):
+            out.setdefault(child.tag, (child.text or "").strip() if len(child) == 0 else "")
+    return out
+
+
+# -- safe mode ----------------------------------------------------------------------------
+
+
+def _aes_key(encoding_aes_key: str) -> bytes:
+    try:
+        key = base64.b64decode(encoding_aes_key + "=", validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) != 32:
+        raise WebhookRefused(
+            "malformed", "the channel's encoding_aes_key is not a 43-character key"
+        )
+    return key
+
+
+def decrypt(encoding_aes_key: str, encrypted: str) -> tuple[bytes, str]:
+    """The message and the AppID inside an ``<Encrypt>`` value: AES-256-CBC (IV = the
+    key's first 16 bytes, PKCS#7 to 32 bytes) over 16 random bytes, the message's
+    length (4 bytes, big-endian), the message and the AppID."""
+    key = _aes_key(encoding_aes_key)
+    try:
+        data = base64.b64decode(encrypted, validate=True)
+    except (binascii.Error, ValueError):
+        raise WebhookRefused("malformed", "Encrypt is not base64") from None
+    if not data or len(data) % 16:
+        raise WebhookRefused("malformed", "Encrypt is not whole AES blocks")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).decryptor()
+    plain = decryptor.update(data) + decryptor.finalize()
+    pad = plain[-1]
+    if not 1 <= pad <= 32 or plain[-pad:] != bytes([pad]) * pad:
+        raise WebhookRefused("malformed", "Encrypt does not decrypt with the channel's key")
+    content = plain[16:-pad]
+    if len(content) < 4:
+        raise WebhookRefused("malformed", "Encrypt holds no message")
+    size = int.from_bytes(content[:4], "big")
+    if size > len(content) - 4:
+        raise WebhookRefused("malformed", "Encrypt's message length is wrong")
+    message, appid = content[4 : 4 + size], content[4 + size :]
+    try:
+        return message, appid.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookRefused("malformed", "Encrypt's AppID is not text") from None
+
+
+# -- access tokens ------------------------------------------------------------------------
+
+
+@dataclass
+class _Token:
+    value: str
+    expires: float  # time.monotonic()
+
+
+class TokenCache:
+    """Access tokens per (API base, AppID, secret digest), in this process. The digest
+    in the key means a rotated secret fetches afresh, and nobody uses a token without
+    holding the secret it was fetched with."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str, str], _Token] = {}
+
+    @staticmethod
+    def key(base: str, appid: str, secret: str) -> tuple[str, str, str]:
+        return (base, appid, hashlib.sha256(secret.encode()).hexdigest())
+
+    def get(self, key: tuple[str, str, str]) -> str | None:
+        token = self._tokens.get(key)
+        if token is None or token.expires <= time.monotonic():
+            return None
+        return token.value
+
+    def put(self, key: tuple[str, str, str], value: str, expires_in: float) -> None:
+        life = max(expires_in - _TOKEN_MARGIN, min(expires_in, 60.0))
+        self._tokens[key] = _Token(value, time.monotonic() + life)
+
+    def drop(self, key: tuple[str, str, str], value: str) -> None:
+        token = self._tokens.get(key)
+        if token is not None and token.value == value:
+            del self._tokens[key]
+
+
+_TOKENS = TokenCache()
+
+
+# -- logging ------------------------------------------------------------------------------
+
+_SECRET_PARAMS = ("secret", "access_token")
+
+
+class _RedactUrls(logging.Filter):
+    """httpx logs every request's URL at INFO; WeChat's carry the app secret and the
+    access token in the query. Blank them out of the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _redact(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+def _redact(url: httpx.URL) -> httpx.URL:
+    for name in _SECRET_PARAMS:
+        if name in url.params:
+            url = url.copy_set_param(name, "REDACTED")
+    return url
+
+
+def _install_redaction() -> None:
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _RedactUrls) for f in logger.filters):
+        logger.addFilter(_RedactUrls())
+
+
+_install_redaction()
+
+
+# -- the adapter --------------------------------------------------------------------------
+
+
+class WeChatAdapter:
+    channel_type = "wechat"
+    provider = "wechat"
+
+    def __init__(self, tokens: TokenCache | None = None) -> None:
+        self.tokens = tokens or _TOKENS
+
+    # -- webhooks --------------------------------------------------------------------------
+
+    def accounts(self, request: WebhookRequest) -> list[str]:
+        try:
+            to = parse_xml(request.body).get("ToUserName")
+        except WebhookRefused:
+            return []
+        return [to] if to else []
+
+    def _check(self, request: WebhookRequest, token: str, check: WebhookCheck) -> dict[str, str]:
+        query = request.query
+        given, timestamp, nonce = (query.get(k) for k in ("signature", "timestamp", "nonce"))
+        if not given or not timestamp or nonce is None:
+            raise WebhookRefused("signature-invalid", "no signature, timestamp or nonce")
+        if not hmac.compare_digest(signature(token, timestamp, nonce).encode(), given.encode()):
+            raise WebhookRefused("signature-invalid", "signature does not match")
+        if is_stale(parse_unix(timestamp, "timestamp"), check.now, check.max_age):
+            raise WebhookRefused("stale", "timestamp is outside the allowed window")
+        return query
+
+    def handshake(self, request: WebhookRequest, check: WebhookCheck) -> str:
+        query = self._check(request, webhook_credential(check.credentials, "token"), check)
+        echo = query.get("echostr", "")
+        if not echo or len(echo) > _MAX_ECHO or not echo.isalnum():
+            raise WebhookRefused("malformed", "echostr is missing or not alphanumeric")
+        return echo
+
+    def verify(self, request: WebhookRequest, check: WebhookCheck) -> None:
+        token = webhook_credential(check.credentials, "token")
+        query = self._check(request, token, check)
+        if query.get("encrypt_type", "raw") == "raw":
+            return
+        envelope = parse_xml(request.body).get("Encrypt")
+        given = query.get("msg_signature")
+        if not envelope or not given:
+            raise WebhookRefused("signature-invalid", "an encrypted push without msg_signature")
+        expected = signature(token, query["timestamp"], query["nonce"], envelope)
+        if not hmac.compare_digest(expected.encode(), given.encode()):
+            raise WebhookRefused("signature-invalid", "msg_signature does not match")
+
+    def parse(
+        self,
+        request: WebhookRequest,
+        *,
+        account_id: str,
+        credentials: Mapping[str, str],
+        received_at: datetime,
+    ) -> list[WebhookEvent]:
+        fields = parse_xml(request.body)
+        if request.query.get("encrypt_type", "raw") != "raw":
+            aes_key = credentials.get("encoding_aes_key")
+            if not aes_key or not fields.get("Encrypt"):
+                raise WebhookRefused(
+                    "malformed", "an encrypted push, but the channel has no encoding_aes_key"
+                )
+            message, appid = decrypt(aes_key, fields["Encrypt"])
+            if appid != account_id:
+                raise WebhookRefused("malformed", "the encrypted push is for another AppID")
+            fields = parse_xml(message)
+        return self._events(fields)
+
+    def _events(self, fields: dict[str, str]) -> list[WebhookEvent]:
+        kind = fields.get("MsgType")
+        sender, account = fields.get("FromUserName"), fields.get("ToUserName")
+        if not kind or not sender or not account:
+            raise WebhookRefused("malformed", "no MsgType, FromUserName or ToUserName")
+        if kind == "event":
+            return []  # follows, menu clicks, template receipts: not messages
+        msg_id = fields.get("MsgId")
+        if not msg_id:
+            raise WebhookRefused("malformed", "a message without MsgId")
+        sent_at = parse_unix(fields.get("CreateTime"), "CreateTime")
+        text, media = "", []
+        if kind == "text":
+            text = fields.get("Content", "")
+        elif kind == "image":
+            media.append(MediaRef(url=fields.get("PicUrl") or None, media_id=fields.get("MediaId")))
+        elif kind == "voice":
+            fmt = fields.get("Format", "").lower()
+            media.append(
+                MediaRef(media_id=fields.get("MediaId"), content_type=_VOICE_TYPES.get(fmt))
+            )
+            text = fields.get("Recognition", "")  # speech-to-text, when the account has it
+        elif kind in ("video", "shortvideo"):
+            media.append(MediaRef(media_id=fields.get("MediaId"), content_type="video/mp4"))
+        elif kind == "location":
+            label = fields.get("Label", "")
+            text = f"Location: {fields.get('Location_X')}, {fields.get('Location_Y')}" + (
+                f" ({label})" if label else ""
+            )
+        elif kind == "link":
+            text = "\n".join(
+                t for t in (fields.get("Title"), fields.get("Description"), fields.get("Url")) if t
+            )
+        else:
+            text = f"[WeChat {kind} message]"
+        if any(m.url is None and not m.media_id for m in media):
+            raise WebhookRefused("malformed", f"a WeChat {kind} without MediaId")
+        return [
+            InboundMessage(
+                provider_message_id=msg_id,
+                sender_id=sender,
+                account_id=account,
+                text=text,
+                media=media,
+                sent_at=sent_at,
+            )
+        ]
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def _token(
+        self, client: httpx.AsyncClient, base: str, appid: str, secret: str
+    ) -> tuple[tuple[str, str, str], str]:
+        key = self.tokens.key(base, appid, secret)
+        cached = self.tokens.get(key)
+        if cached is not None:
+            return key, cached
+        params = {"grant_type": "client_credential", "appid": appid, "secret": secret}
+        try:
+            r = await client.get(f"{base}/cgi-bin/token", params=params)
+        except httpx.HTTPError as exc:
+            raise transport_error(self.provider, exc) from exc
+        body = self._answer(r, "access token: ")
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise self._refused(body, "access token")
+        expires_in = body.get("expires_in")
+        life = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 7200
+        self.tokens.put(key, token, life)
+        return key, token
+
+    async def access_token(
+        self, client: httpx.AsyncClient, *, base_url: str, account_id: str, secret: str
+    ) -> str:
+        """The app's access token (cached), for other calls of WeChat's API (media)."""
+        return (await self._token(client, base_url.rstrip("/"), account_id, secret))[1]
+
+    def forget_token(self, *, base_url: str, account_id: str, secret: str, token: str) -> None:
+        """Drop ``token`` from the cache: WeChat called it expired or invalid."""
+        self.tokens.drop(self.tokens.key(base_url.rstrip("/"), account_id, secret), token)
+
+    @staticmethod
+    def token_rejected(errcode: object) -> bool:
+        return errcode in _TOKEN_ERRORS
+
+    async def send(self, client: httpx.AsyncClient, message: Outgoing) -> SendResult:
+        """A text message. Files go as links in the text: WeChat takes images only as
+        media uploaded to it first, which this adapter does not do."""
+        secret = required_credential(self.provider, message.credentials, "app_secret")
+        message.require_recipient(self.provider)
+        content = "\n".join(t for t in (message.text, *message.media_urls) if t)
+        if not content:
+            raise ProviderError(self.provider, "nothing to send", retryable=False)
+        base = message.base_url.rstrip("/")
+        payload = {"touser": message.to, "msgtype": "text", "text": {"content": content}}
+        # Raw UTF-8: WeChat shows \u escapes of some clients literally.
+        data = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        for attempt in (1, 2):
+            key, token = await self._token(client, base, message.account_id, secret)
+            try:
+                r = await client.post(
+                    f"{base}/cgi-bin/message/custom/send",
+                    params={"access_token": token},
+                    content=data,
+                    headers={"Content-Type": "application/json; charset=utf-8"},
+                )
+            except httpx.HTTPError as exc:
+                raise transport_error(self.provider, exc) from exc
+            body = self._answer(r)
+            code = body.get("errcode", 0)
+            if code == 0:
+                return SendResult(provider_message_id=generated_id("wechat"), status="sent")
+            if code in _TOKEN_ERRORS and attempt == 1:
+                self.tokens.drop(key, token)
+                continue
+            raise self._refused(body, "send")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _answer(self, r: httpx.Response, what: str = "") -> dict[str, Any]:
+        """The JSON object of an HTTP 200 answer; ProviderError for any other status."""
+        if r.status_code != 200:
+            raise ProviderError(
+                self.provider,
+                f"{what}HTTP {r.status_code}",
+                retryable=retryable_status(r.status_code),
+            )
+        return json_answer(self.provider, r)
+
+    def _refused(self, body: dict[str, Any], what: str) -> ProviderError:
+        code = body.get("errcode")
+        message = body.get("errmsg")
+        detail = f"{what}: errcode {code}" + (f": {message}" if isinstance(message, str) else "")
+        return ProviderError(self.provider, detail, retryable=code in _RETRYABLE)
