@@ -9,13 +9,14 @@ import uuid
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
 from app.audit.service import audit
 from app.auth.principal import Principal, require
 from app.auth.scopes import register
-from app.core.errors import Forbidden
+from app.core.errors import Forbidden, InvalidInput
 from app.core.openapi import example, not_found, problem, scope_or_quota
+from app.core.pagination import PageParams, page_params, page_rows
 from app.db.engine import SessionDep
 from app.idempotency.service import IdempotencyDep
 from app.routing import contacts, explain, presence, reservations
@@ -129,28 +130,66 @@ async def create_contact(
     return await idem.respond(201, read)
 
 
-@router.get("/v1/contacts", response_model=list[ContactRead], tags=["contacts"])
+@router.get(
+    "/v1/contacts",
+    response_model=list[ContactRead],
+    responses={
+        200: {
+            "headers": {
+                "Link": {
+                    "description": 'The next page, if any: `<...?cursor=...>; rel="next"`',
+                    "schema": {"type": "string"},
+                }
+            }
+        },
+        422: problem(
+            "The cursor names no contact of this tenant",
+            example(422, "validation-failed", "cursor is not one this API issued"),
+        ),
+    },
+    tags=["contacts"],
+)
 async def list_contacts(
+    request: Request,
+    response: Response,
     session: SessionDep,
     principal: ContactsRead,
+    page: Annotated[PageParams, Depends(page_params)],
     state: ContactState | None = None,
     queue_id: uuid.UUID | None = None,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> list[ContactRead]:
-    """The newest contacts first, optionally of one state and one queue."""
+    """The newest contacts first, optionally of one state and one queue. The body stays a
+    plain list; a further page is announced in the `Link` header (RFC 8288), whose
+    `cursor` continues after the last contact shown."""
     conn = await raw(session)
+    after: Any = None
+    if page.after_id is not None:
+        after = await conn.fetchrow(
+            "SELECT created_at, id FROM contacts WHERE tenant_id = $1 AND id = $2",
+            principal.tenant_id,
+            page.after_id,
+        )
+        if after is None:
+            raise InvalidInput("cursor is not one this API issued", field="query.cursor")
     rows = await conn.fetch(
         """
         SELECT * FROM contacts WHERE tenant_id = $1
            AND ($2::text IS NULL OR state = $2) AND ($3::uuid IS NULL OR queue_id = $3)
-         ORDER BY created_at DESC LIMIT $4
+           AND ($4::timestamptz IS NULL OR (created_at, id) < ($4, $5::uuid))
+         ORDER BY created_at DESC, id DESC LIMIT $6
         """,
         principal.tenant_id,
         state,
         queue_id,
-        limit,
+        after["created_at"] if after else None,
+        after["id"] if after else None,
+        page.limit + 1,
     )
-    return [contacts.to_read(r, None, None) for r in rows]
+    shown, next_cursor = page_rows(rows, page.limit, key=lambda r: r["id"])
+    if next_cursor is not None:
+        url = request.url.include_query_params(cursor=next_cursor, limit=page.limit)
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    return [contacts.to_read(r, None, None) for r in shown]
 
 
 @router.get(

@@ -11,6 +11,7 @@ from typing import Any
 import asyncpg
 import httpx
 
+from app.core.pagination import encode_cursor
 from app.routing.worker import Router
 from tests.conftest import create_tenant
 from tests.routing.conftest import (
@@ -409,3 +410,39 @@ async def test_a_full_queue_overflows_or_refuses(client: httpx.AsyncClient) -> N
     assert problem(r, 409, "queue-full")["max_waiting"] == 1
     r = await client.get("/v1/contacts", params={"queue_id": lone["id"]}, headers=t["headers"])
     assert len(r.json()) == 1
+
+
+async def test_contacts_page_through_the_link_header(client: httpx.AsyncClient) -> None:
+    t = await staffed_tenant(client, agents=0)
+    made = [(await enqueue(client, t, t["queue"]["id"]))["id"] for _ in range(5)]
+    other = await staffed_tenant(client, agents=0)
+    foreign = (await enqueue(client, other, other["queue"]["id"]))["id"]
+
+    seen: list[str] = []
+    url: str | None = "/v1/contacts?limit=2"
+    pages = 0
+    while url is not None:
+        r = await client.get(url, headers=t["headers"])
+        assert r.status_code == 200, r.text
+        assert len(r.json()) <= 2
+        seen += [c["id"] for c in r.json()]
+        pages += 1
+        link = r.headers.get("link")
+        url = link.split(">", 1)[0].lstrip("<") if link else None
+        if link:
+            assert link.endswith('>; rel="next"') and "limit=2" in link
+    # Newest first, every contact exactly once, and the last page announces nothing more.
+    assert (pages, seen) == (3, made[::-1])
+    r = await client.get("/v1/contacts?limit=5", headers=t["headers"])
+    assert "link" not in r.headers and [c["id"] for c in r.json()] == made[::-1]
+
+    # Filters carry over to the next page.
+    r = await client.get("/v1/contacts?limit=1&state=queued", headers=t["headers"])
+    assert "state=queued" in r.headers["link"]
+
+    # Another tenant's contact, or a cursor we never issued, is no cursor.
+    for cursor in (encode_cursor(uuid.UUID(foreign)), encode_cursor(uuid.uuid4())):
+        r = await client.get(f"/v1/contacts?cursor={cursor}", headers=t["headers"])
+        assert problem(r, 422)["detail"] == "cursor is not one this API issued"
+    r = await client.get("/v1/contacts?cursor=not-a-cursor", headers=t["headers"])
+    problem(r, 422)
