@@ -178,17 +178,25 @@ async def readable(
 
 
 async def detail(
-    conn: asyncpg.Connection, scope: TenantScope, conversation_id: uuid.UUID
+    conn: asyncpg.Connection,
+    scope: TenantScope,
+    conversation_id: uuid.UUID,
+    *,
+    row: asyncpg.Record | None = None,
 ) -> ConversationDetail:
-    row = await conn.fetchrow(
-        f"SELECT {CONVERSATION_COLUMNS}, transfer_contact_id FROM conversations "  # noqa: S608
-        "WHERE tenant_id = $1 AND id = $2",
-        scope.tenant_id,
-        conversation_id,
-    )
+    """The conversation with its participants. ``row``, when the caller has just read the
+    conversation (``SELECT *``, as :func:`readable` does), saves reading it again."""
+    if row is None:
+        row = await conn.fetchrow(
+            f"SELECT {CONVERSATION_COLUMNS}, transfer_contact_id FROM conversations "  # noqa: S608
+            "WHERE tenant_id = $1 AND id = $2",
+            scope.tenant_id,
+            conversation_id,
+        )
     if row is None:
         raise not_found()
-    data = dict(row)
+    wanted = set(ConversationDetail.model_fields)
+    data = {k: v for k, v in dict(row).items() if k in wanted}
     data["attributes"] = decode_json(data["attributes"])
     people = await repo.participants(conn, scope, conversation_id)
     data["participants"] = [ParticipantRead.model_validate(dict(p)) for p in people]

@@ -74,8 +74,8 @@ async def get_conversation(
 ) -> JSONResponse:
     """The conversation, who takes part, and a warm transfer in flight."""
     conn = await raw(session)
-    await access.readable(conn, Actor.of(principal), conversation_id)
-    return detail_response(await access.detail(conn, principal.scope, conversation_id))
+    conv = await access.readable(conn, Actor.of(principal), conversation_id)
+    return detail_response(await access.detail(conn, principal.scope, conversation_id, row=conv))
 
 
 @router.get(
