@@ -37,8 +37,12 @@ from app.routing.snapshots import decode_json
 
 # A visit is the visitor's run of page views with no gap longer than this between them.
 VISIT_GAP = timedelta(minutes=30)
-# How far back a visit is looked for (a longer one counts its latest pages only).
+# pages_seen counts at most this many pages (rules ask for at most 1,000).
 MAX_VISIT_PAGES = 1000
+# How far the walk to a visit's start may go: each hop crosses at most one VISIT_GAP,
+# and two hops always cross more than one, so this is over ten days of activity with
+# no 30-minute pause (a bot); such a visit counts from where the walk stopped.
+MAX_VISIT_HOPS = 1000
 RULE_MATCHED = "rule-matched"
 
 
@@ -69,28 +73,66 @@ class Facts:
     customer_attributes: dict[str, Any]
 
 
-async def _visit(
-    conn: asyncpg.Connection, scope: TenantScope, identity_id: uuid.UUID, upto: datetime
+# The visit's start, by hops back in time: from a time t, the earliest page view in
+# [t - VISIT_GAP, t) is in the same visit (every gap between it and t is at most
+# VISIT_GAP), so the walk jumps there; it stops where that window is empty. Each hop
+# is one probe of ix_page_views_tenant_id_customer_id_at, so the cost follows the
+# visit's length in gap windows, not the visitor's history or the visit's page count.
+# (A LAG() over the visitor's page views would read the whole history every time.)
+# customer_id is there for the index: an identity's page views all belong to its
+# customer (merge and split move them together). The window's start is a column of the
+# walk, not an expression in the probe: under row-level security only leakproof
+# comparisons become index conditions, and timestamptz - interval is not leakproof.
+_CURRENT_VISIT = """
+WITH RECURSIVE walk (at, window_start, hops) AS (
+    SELECT $4::timestamptz, $4::timestamptz - $5::interval, 0
+  UNION ALL
+    SELECT earliest.at, earliest.at - $5::interval, w.hops + 1
+      FROM walk w
+     CROSS JOIN LATERAL (
+            SELECT p.at FROM page_views p
+             WHERE p.tenant_id = $1 AND p.customer_id = $2 AND p.identity_id = $3
+               AND p.at >= w.window_start AND p.at < w.at
+             ORDER BY p.at LIMIT 1) AS earliest
+     WHERE w.hops < $6
+), start AS (
+    SELECT min(at) AS at FROM walk
+)
+SELECT start.at AS started_at,
+       (SELECT count(*) FROM (
+            SELECT FROM page_views p
+             WHERE p.tenant_id = $1 AND p.customer_id = $2 AND p.identity_id = $3
+               AND p.at >= start.at AND p.at <= $4
+             LIMIT $7) AS visit_pages) AS pages_seen
+  FROM start
+"""
+
+
+async def current_visit(
+    conn: asyncpg.Connection,
+    scope: TenantScope,
+    *,
+    customer_id: uuid.UUID,
+    identity_id: uuid.UUID,
+    upto: datetime,
 ) -> Visit:
-    """The visit the page view at ``upto`` belongs to: walk the visitor's views back
-    until a gap longer than :data:`VISIT_GAP`."""
-    times = [
-        r["at"]
-        for r in await conn.fetch(
-            "SELECT at FROM page_views WHERE tenant_id = $1 AND identity_id = $2 AND at <= $3 "
-            "ORDER BY at DESC LIMIT $4",
-            scope.tenant_id,
-            identity_id,
-            upto,
-            MAX_VISIT_PAGES,
-        )
-    ]
-    start, pages = upto, 0
-    for at in times:
-        if start - at > VISIT_GAP:
-            break
-        start, pages = at, pages + 1
-    return Visit(started_at=start, pages_seen=max(pages, 1))
+    """The visit the page view at ``upto`` belongs to: the visitor's (identity's) page
+    views up to ``upto`` back to the first gap longer than :data:`VISIT_GAP` (a gap of
+    exactly VISIT_GAP does not end a visit; views at the same instant all count).
+    ``pages_seen`` counts them, at least 1 and at most :data:`MAX_VISIT_PAGES`. One
+    query (``_CURRENT_VISIT``)."""
+    row = await conn.fetchrow(
+        _CURRENT_VISIT,
+        scope.tenant_id,
+        customer_id,
+        identity_id,
+        upto,
+        VISIT_GAP,
+        MAX_VISIT_HOPS,
+        MAX_VISIT_PAGES,
+    )
+    assert row is not None
+    return Visit(started_at=row["started_at"], pages_seen=max(int(row["pages_seen"]), 1))
 
 
 def _number(value: Any) -> float | None:
@@ -217,7 +259,9 @@ async def evaluate_visit(
     )
     if customer is None:
         raise customer_not_found()
-    visit = await _visit(conn, scope, identity_id, view["at"])
+    visit = await current_visit(
+        conn, scope, customer_id=customer_id, identity_id=identity_id, upto=view["at"]
+    )
     page_attributes = decode_json(view["attributes"]) or {}
     facts = Facts(
         pages_seen=visit.pages_seen,
