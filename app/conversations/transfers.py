@@ -231,11 +231,24 @@ async def _enqueue_transfer(
 async def cancel_transfer(
     session: AsyncSession, actor: Actor, conversation_id: uuid.UUID
 ) -> ConversationDetail:
-    """Withdraw a warm transfer nobody accepted yet: its contact is abandoned."""
+    """Withdraw a warm transfer nobody accepted yet: its contact is abandoned.
+
+    An agent who handed the conversation over and cancels as the target accepts (the
+    accept committed first: they left it) hears that no transfer is waiting (409), not
+    that they take no part (403)."""
     conn = await raw(session)
     conv, me = await load(conn, actor, conversation_id)
-    owner_or_manager(actor, me, managers=True)
     pending_contact = conv["transfer_contact_id"]
+    handed_over = (
+        pending_contact is None
+        and me is None
+        and actor.agent_id is not None
+        and await repo.ever_took_part(
+            conn, actor.scope, conversation_id, actor.agent_id, role="owner"
+        )
+    )
+    if not handed_over:
+        owner_or_manager(actor, me, managers=True)
     if pending_contact is None:
         raise Conflict("No transfer is waiting.", code="no-transfer-pending")
     await contacts.abandon(session, actor.scope, pending_contact)
