@@ -9,8 +9,12 @@ speaking the wire formats our messaging adapters meet:
   ``{"error": {message, type, code, fbtrace_id}}``. WhatsApp templates must be approved
   for the number (``approve_template``: name, language, body parameter count; else error
   132001, a wrong count 132000); Messenger's ``MESSAGE_TAG`` needs a known ``tag``.
-- WeChat ``GET /cgi-bin/token`` and ``POST /cgi-bin/message/custom/send``: HTTP 200 with
-  ``errcode``/``errmsg`` for every outcome, as WeChat does.
+- WeChat ``POST /cgi-bin/stable_token`` and ``POST /cgi-bin/message/custom/send``: HTTP
+  200 with ``errcode``/``errmsg`` for every outcome, as WeChat does. The stable token is
+  the same for every caller until it expires (a new one in its last 5 minutes, the old
+  one still good until then); ``force_refresh`` replaces it and the old one is invalid
+  from then on, at most once in 30 s and 20 times a day per app (errcode 45009). Time is
+  ``wechat_now``, which tests move (``wechat_advance``), so nothing sleeps.
 
 And the media customers send, as each provider serves it:
 
@@ -22,7 +26,7 @@ And the media customers send, as each provider serves it:
 - WeChat ``GET /cgi-bin/media/get?access_token=&media_id=``: the file, or errcode JSON.
 
 Every request is recorded. ``fail_next`` makes the next requests answer an error;
-``expire_wechat_tokens`` makes every token issued so far expired (errcode 42001).
+``wechat_refuse`` makes WeChat refuse a token it still hands out (until a forced refresh).
 """
 
 from __future__ import annotations
@@ -100,10 +104,16 @@ class FakeProviders(FakeService):
     page_tokens: dict[str, str] = field(default_factory=dict)
     # WhatsApp: (phone_number_id, template name, language) -> body parameter count.
     whatsapp_templates: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    # WeChat: AppID -> secret; issued tokens -> AppID; expired tokens.
+    # WeChat: AppID -> secret; every token issued -> AppID, and when it expires; each
+    # app's current stable token; tokens replaced by a forced refresh or refused; each
+    # app's forced refreshes (times); the time now (seconds), moved by the tests.
     wechat_apps: dict[str, str] = field(default_factory=dict)
     wechat_tokens: dict[str, str] = field(default_factory=dict)
-    wechat_expired: set[str] = field(default_factory=set)
+    wechat_expiry: dict[str, float] = field(default_factory=dict)
+    wechat_current: dict[str, str] = field(default_factory=dict)
+    wechat_invalid: set[str] = field(default_factory=set)
+    wechat_forced: dict[str, list[float]] = field(default_factory=dict)
+    wechat_now: float = 1_795_000_000.0
     # Media: path -> (bytes, content type); Graph media ids -> (bytes, content type).
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     graph_media: dict[str, tuple[bytes, str]] = field(default_factory=dict)
@@ -177,8 +187,16 @@ class FakeProviders(FakeService):
         body in the shape of the provider the request is for)."""
         self._failures.append(_Failure(status, body, count))
 
-    def expire_wechat_tokens(self) -> None:
-        self.wechat_expired |= set(self.wechat_tokens)
+    def wechat_advance(self, seconds: float) -> None:
+        """WeChat's clock moves on (token lifetimes, the forced-refresh limits)."""
+        with self._lock:
+            self.wechat_now += seconds
+
+    def wechat_refuse(self, token: str) -> None:
+        """WeChat refuses ``token`` (errcode 40001) though stable_token still hands it
+        out: a leaked token reset on WeChat's side. Only a forced refresh replaces it."""
+        with self._lock:
+            self.wechat_invalid.add(token)
 
     def made(self, path_pattern: str) -> list[Recorded]:
         return [r for r in self.requests if re.fullmatch(path_pattern, r.path)]
@@ -209,8 +227,8 @@ class FakeProviders(FakeService):
             return self.graph_media_info(m[2], rec)
         if rec.path == "/cgi-bin/media/get":
             return self.wechat_media_get(rec)
-        if rec.path == "/cgi-bin/token":
-            return self.wechat_token(rec)
+        if rec.path == "/cgi-bin/stable_token":
+            return self.wechat_stable_token(rec)
         if rec.path == "/cgi-bin/message/custom/send":
             return self.wechat_send(rec)
         if m := _GRAPH.fullmatch(rec.path):
@@ -333,11 +351,9 @@ class FakeProviders(FakeService):
 
     def wechat_media_get(self, rec: Recorded) -> Answer | Raw:
         q = {k: v[0] for k, v in rec.query.items()}
-        token = q.get("access_token", "")
-        if token in self.wechat_expired:
-            return 200, {"errcode": 42001, "errmsg": "access_token expired"}
-        if token not in self.wechat_tokens:
-            return 200, {"errcode": 40001, "errmsg": "invalid credential"}
+        refused = self._wechat_token_refused(q.get("access_token", ""))
+        if refused is not None:
+            return refused
         media_id = q.get("media_id", "")
         found = self.wechat_media.get(media_id)
         if found is None:
@@ -460,28 +476,64 @@ class FakeProviders(FakeService):
 
     # WeChat ---------------------------------------------------------------------------------
 
-    def wechat_token(self, rec: Recorded) -> Answer:
-        q = {k: v[0] for k, v in rec.query.items()}
-        if q.get("grant_type") != "client_credential":
+    def wechat_stable_token(self, rec: Recorded) -> Answer:
+        if rec.method != "POST":
+            return 200, {"errcode": 43002, "errmsg": "require POST method"}
+        try:
+            q = rec.json
+        except ValueError:
+            return 200, {"errcode": 47001, "errmsg": "data format error"}
+        if not isinstance(q, dict) or q.get("grant_type") != "client_credential":
             return 200, {"errcode": 40002, "errmsg": "invalid grant_type"}
-        secret = self.wechat_apps.get(q.get("appid", ""))
-        if secret is None:
+        appid = q.get("appid")
+        secret = self.wechat_apps.get(appid) if isinstance(appid, str) else None
+        if appid is None or secret is None:
             return 200, {"errcode": 40013, "errmsg": "invalid appid"}
-        if not secrets.compare_digest(q.get("secret", ""), secret):
+        given = q.get("secret")
+        if not isinstance(given, str) or not secrets.compare_digest(given, secret):
             return 200, {"errcode": 40125, "errmsg": "invalid appsecret"}
-        token = secrets.token_urlsafe(60)
-        self.wechat_tokens[token] = q["appid"]
-        return 200, {"access_token": token, "expires_in": 7200}
+        force = q.get("force_refresh", False)
+        if not isinstance(force, bool):
+            return 200, {"errcode": 40097, "errmsg": "invalid args"}
+        with self._lock:
+            now = self.wechat_now
+            current = self.wechat_current.get(appid)
+            if force:
+                forced = [t for t in self.wechat_forced.get(appid, []) if now - t < 86400]
+                if (forced and now - forced[-1] < 30) or len(forced) >= 20:
+                    return 200, {"errcode": 45009, "errmsg": "reach max api daily quota limit"}
+                self.wechat_forced[appid] = [*forced, now]
+                if current is not None:
+                    self.wechat_invalid.add(current)
+                current = None
+            elif current is not None and now >= self.wechat_expiry[current] - 300:
+                current = None  # renewed in its last 5 minutes; it works until it expires
+            if current is None:
+                current = secrets.token_urlsafe(60)
+                self.wechat_tokens[current] = appid
+                self.wechat_expiry[current] = now + 7200
+                self.wechat_current[appid] = current
+            return 200, {
+                "access_token": current,
+                "expires_in": int(self.wechat_expiry[current] - now),
+            }
+
+    def _wechat_token_refused(self, token: str) -> Answer | None:
+        with self._lock:
+            if token not in self.wechat_tokens or token in self.wechat_invalid:
+                return 200, {
+                    "errcode": 40001,
+                    "errmsg": "invalid credential, access_token is invalid or not latest "
+                    "rid: 6f1e2d",
+                }
+            if self.wechat_now >= self.wechat_expiry[token]:
+                return 200, {"errcode": 42001, "errmsg": "access_token expired rid: 6f1e2d"}
+        return None
 
     def wechat_send(self, rec: Recorded) -> Answer:
-        token = (rec.query.get("access_token") or [""])[0]
-        if token in self.wechat_expired:
-            return 200, {"errcode": 42001, "errmsg": "access_token expired rid: 6f1e2d"}
-        if token not in self.wechat_tokens:
-            return 200, {
-                "errcode": 40001,
-                "errmsg": "invalid credential, access_token is invalid or not latest rid: 6f1e2d",
-            }
+        refused = self._wechat_token_refused((rec.query.get("access_token") or [""])[0])
+        if refused is not None:
+            return refused
         try:
             payload = rec.json
         except ValueError:

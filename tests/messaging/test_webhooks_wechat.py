@@ -1,6 +1,6 @@
 """WeChat webhooks end to end: the echostr handshake, signed XML pushes (plain and safe
-mode), stale and replayed requests (the nonce is taken once), media by MediaId, and
-replies through the customer-service message API."""
+mode), stale and replayed requests (the nonce is taken once), media by MediaId (with a
+token WeChat refuses), and replies through the customer-service message API."""
 
 from __future__ import annotations
 
@@ -168,6 +168,30 @@ async def test_an_image_is_fetched_by_media_id(app, client, clean_db, wired):
     await push(client, appid, token, xml("image", MediaId="nope"))
     bodies = [r["body"] for r in await clean_db.fetch("SELECT body FROM messages")]
     assert "[attachment not accepted: WeChat answered errcode 40007]" in bodies
+
+
+async def test_media_behind_a_refused_token_forces_a_new_one(app, client, clean_db, wired):
+    _, appid, token = await wechat_channel(client, wired)
+    photos = [b"\xff\xd8\xff" + bytes([n]) * 300 for n in (1, 2)]
+    await push(
+        client, appid, token, xml("image", MediaId=wired.wechat_file(photos[0], "image/jpeg"))
+    )
+    [cached] = [t for t, app_id in wired.wechat_tokens.items() if app_id == appid]
+    # Leaked and reset on WeChat's side: refused, yet still what stable_token hands out.
+    wired.wechat_refuse(cached)
+
+    r = await push(
+        client, appid, token, xml("image", MediaId=wired.wechat_file(photos[1], "image/jpeg"))
+    )
+
+    assert r.status_code == 200
+    stored = await clean_db.fetch("SELECT object_key FROM attachments ORDER BY created_at")
+    assert [await app.state.object_store.get(row["object_key"]) for row in stored] == photos
+    assert [rec.json["force_refresh"] for rec in wired.made("/cgi-bin/stable_token")] == [
+        False,  # the first image
+        False,  # the refused token again
+        True,
+    ]
 
 
 async def test_a_reply_goes_through_the_customer_service_api(app, client, clean_db, wired):

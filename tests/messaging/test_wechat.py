@@ -1,6 +1,7 @@
 """WeChat: the sha1 signature over token, timestamp and nonce (and msg_signature over
 the encrypted envelope in safe mode), the GET echo, hostile XML, and sends against a
-local server speaking WeChat's token and customer-service message APIs."""
+local server speaking WeChat's stable_token and customer-service message APIs. How
+replicas share tokens is in test_wechat_tokens.py."""
 
 from __future__ import annotations
 
@@ -323,11 +324,13 @@ async def test_send_fetches_and_caches_the_token(
         adapter, providers, http, appid, secret, media=["https://files.example/label.png"]
     )
     assert first.startswith("wechat-") and second.startswith("wechat-") and first != second
-    [token_request] = providers.made("/cgi-bin/token")
-    assert token_request.query == {
-        "grant_type": ["client_credential"],
-        "appid": [appid],
-        "secret": [secret],
+    [token_request] = providers.made("/cgi-bin/stable_token")
+    assert (token_request.method, token_request.query) == ("POST", {})  # nothing in the URL
+    assert token_request.json == {
+        "grant_type": "client_credential",
+        "appid": appid,
+        "secret": secret,
+        "force_refresh": False,
     }
     sends = providers.made("/cgi-bin/message/custom/send")
     assert len(sends) == 2
@@ -350,19 +353,23 @@ async def test_expired_token_is_refetched_once(
     appid, secret = providers.wechat_app()
     adapter = WeChatAdapter(TokenCache())
     await send(adapter, providers, http, appid, secret)
-    providers.expire_wechat_tokens()  # e.g. another replica fetched a new one
+    providers.wechat_advance(7200)  # WeChat's clock: the token expired (ours still had it)
     await send(adapter, providers, http, appid, secret)
     paths = [r.path for r in providers.requests]
     assert paths == [
-        "/cgi-bin/token",
+        "/cgi-bin/stable_token",
         "/cgi-bin/message/custom/send",
         "/cgi-bin/message/custom/send",  # 42001
-        "/cgi-bin/token",
+        "/cgi-bin/stable_token",
         "/cgi-bin/message/custom/send",
+    ]
+    assert [r.json["force_refresh"] for r in providers.made("/cgi-bin/stable_token")] == [
+        False,
+        False,
     ]
     # The fresh token stays cached.
     await send(adapter, providers, http, appid, secret)
-    assert len(providers.made("/cgi-bin/token")) == 2
+    assert len(providers.made("/cgi-bin/stable_token")) == 2
 
 
 async def test_token_refused_twice_gives_up(
@@ -420,9 +427,9 @@ async def test_secrets_stay_out_of_httpx_logs(
         await send(WeChatAdapter(TokenCache()), providers, http, appid, secret)
     token = next(iter(providers.wechat_tokens))
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "httpx")
-    assert "/cgi-bin/token" in logged and "/cgi-bin/message/custom/send" in logged
+    assert "/cgi-bin/stable_token" in logged and "/cgi-bin/message/custom/send" in logged
     assert secret not in logged and token not in logged
-    assert "secret=REDACTED" in logged and "access_token=REDACTED" in logged
+    assert "access_token=REDACTED" in logged
 
 
 def test_token_cache_expiry() -> None:
@@ -431,9 +438,12 @@ def test_token_cache_expiry() -> None:
     assert key != cache.key("https://api.weixin.qq.com", APPID, "s2")  # a rotated secret refetches
     cache.put(key, "tok", 7200)
     assert cache.get(key) == "tok"
-    cache.drop(key, "another")  # only the token that failed is dropped
+    cache.refuse(key, "another")  # only the token that failed is dropped
     assert cache.get(key) == "tok"
-    cache.drop(key, "tok")
+    cache.refuse(key, "tok")
     assert cache.get(key) is None
+    assert cache.refused(key, "tok") and not cache.refused(key, "new")
+    cache.put(key, "new", 7200)  # a token other than the refused one ends the suspicion
+    assert not cache.refused(key, "tok")
     cache.put(key, "short", 0.0)
     assert cache.get(key) is None

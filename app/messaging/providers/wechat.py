@@ -11,10 +11,16 @@ an ``<Encrypt>`` envelope (AES-256-CBC) and ``msg_signature`` also covers it.
 Bodies are XML from the internet: anything with a document type or entity declaration
 is refused before parsing (external entities, billion laughs), and size is capped.
 
-Sending: an access token from ``GET /cgi-bin/token`` (cached per app until shortly
-before it expires), then ``POST /cgi-bin/message/custom/send?access_token=...``. A token
-WeChat calls expired or invalid (another process fetched a newer one) is refetched once.
-WeChat answers no message id: the result carries one we make (``wechat-...``).
+Sending: an access token from ``POST /cgi-bin/stable_token`` (cached per app until
+shortly before it expires), then ``POST /cgi-bin/message/custom/send?access_token=...``.
+The stable token is the same for every caller within its lifetime, so API replicas each
+fetching it never invalidate each other's (``GET /cgi-bin/token`` would: each call
+issues a new token and kills the last). A token WeChat calls expired or invalid is
+dropped and fetched again in the normal mode, since another replica may already hold
+the fresh one; only when that answers the very token WeChat refused is a new one forced
+(``force_refresh``: at most once in 30 s and 20 times a day per app, errcode 45009
+beyond, which leaves the message to the dispatcher's retry). WeChat answers no message
+id: the result carries one we make (``wechat-...``).
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ _MAX_ECHO = 128
 _TOKEN_ERRORS = frozenset({40001, 40014, 42001})
 # errcodes meaning "later": system busy, API call quota.
 _RETRYABLE = frozenset({-1, 45009, 45011})
+# A forced stable_token refresh refused: within 30 s of the last, or 20 in a day.
+_FORCE_REFUSED = 45009
 # Refresh a token this long before WeChat says it expires.
 _TOKEN_MARGIN = 300
 _VOICE_TYPES = {"amr": "audio/amr", "speex": "audio/speex", "mp3": "audio/mpeg"}
@@ -168,10 +176,14 @@ class _Token:
 class TokenCache:
     """Access tokens per (API base, AppID, secret digest), in this process. The digest
     in the key means a rotated secret fetches afresh, and nobody uses a token without
-    holding the secret it was fetched with."""
+    holding the secret it was fetched with.
+
+    It also remembers, per key, the last token WeChat refused: a fetch that answers that
+    same token again (WeChat still hands it out) is what justifies forcing a new one."""
 
     def __init__(self) -> None:
         self._tokens: dict[tuple[str, str, str], _Token] = {}
+        self._refused: dict[tuple[str, str, str], str] = {}
 
     @staticmethod
     def key(base: str, appid: str, secret: str) -> tuple[str, str, str]:
@@ -186,11 +198,20 @@ class TokenCache:
     def put(self, key: tuple[str, str, str], value: str, expires_in: float) -> None:
         life = max(expires_in - _TOKEN_MARGIN, min(expires_in, 60.0))
         self._tokens[key] = _Token(value, time.monotonic() + life)
+        if self._refused.get(key) != value:
+            self._refused.pop(key, None)
 
-    def drop(self, key: tuple[str, str, str], value: str) -> None:
+    def refuse(self, key: tuple[str, str, str], value: str) -> None:
+        """WeChat called ``value`` expired or invalid: forget it (if it is still the one
+        cached) and remember it as refused."""
         token = self._tokens.get(key)
         if token is not None and token.value == value:
             del self._tokens[key]
+        self._refused[key] = value
+
+    def refused(self, key: tuple[str, str, str], value: str) -> bool:
+        """Whether ``value`` is the last token WeChat refused for this key."""
+        return self._refused.get(key) == value
 
 
 _TOKENS = TokenCache()
@@ -198,19 +219,30 @@ _TOKENS = TokenCache()
 
 # -- logging ------------------------------------------------------------------------------
 
+# Query parameters and JSON body fields that hold a credential: the app secret (the
+# stable_token body) and the access token (the query of every other call).
 _SECRET_PARAMS = ("secret", "access_token")
 
 
 class _RedactUrls(logging.Filter):
-    """httpx logs every request's URL at INFO; WeChat's carry the app secret and the
-    access token in the query. Blank them out of the record."""
+    """httpx logs every request's URL at INFO; WeChat's carry the access token in the
+    query, and the token call carries the app secret in its JSON body. Blank both out of
+    any URL, request or body a record carries."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(
-                _redact(arg) if isinstance(arg, httpx.URL) else arg for arg in record.args
-            )
+            record.args = tuple(_redact_arg(arg) for arg in record.args)
         return True
+
+
+def _redact_arg(arg: object) -> object:
+    if isinstance(arg, httpx.URL):
+        return _redact(arg)
+    if isinstance(arg, httpx.Request):  # its repr holds the URL; the body stays unread
+        return f"<Request({arg.method!r}, '{_redact(arg.url)}')>"
+    if isinstance(arg, bytes | str):
+        return _redact_body(arg)
+    return arg
 
 
 def _redact(url: httpx.URL) -> httpx.URL:
@@ -218,6 +250,29 @@ def _redact(url: httpx.URL) -> httpx.URL:
         if name in url.params:
             url = url.copy_set_param(name, "REDACTED")
     return url
+
+
+def _redact_body(body: bytes | str) -> bytes | str:
+    """A JSON object body with its credential fields blanked; anything else as it is."""
+    if body[:1] not in (b"{", "{"):
+        return body
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict) or not any(name in data for name in _SECRET_PARAMS):
+        return body
+    data.update({name: "REDACTED" for name in _SECRET_PARAMS if name in data})
+    text = json.dumps(data, ensure_ascii=False)
+    return text.encode() if isinstance(body, bytes) else text
+
+
+def _scrub(text: str, *secrets: str) -> str:
+    """``text`` (an errmsg of WeChat's) with any of ``secrets`` in it blanked."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "REDACTED")
+    return text
 
 
 def _install_redaction() -> None:
@@ -357,29 +412,73 @@ class WeChatAdapter:
         cached = self.tokens.get(key)
         if cached is not None:
             return key, cached
-        params = {"grant_type": "client_credential", "appid": appid, "secret": secret}
-        try:
-            r = await client.get(f"{base}/cgi-bin/token", params=params)
-        except httpx.HTTPError as exc:
-            raise transport_error(self.provider, exc) from exc
-        body = self._answer(r, "access token: ")
-        token = body.get("access_token")
-        if not isinstance(token, str) or not token:
-            raise self._refused(body, "access token")
-        expires_in = body.get("expires_in")
-        life = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 7200
+        token, life = await self._stable_token(client, base, appid, secret, force=False)
+        if self.tokens.refused(key, token):
+            # WeChat still hands out the token it refuses: only a forced refresh helps.
+            token, life = await self._forced_token(client, key, base, appid, secret)
         self.tokens.put(key, token, life)
         return key, token
+
+    async def _forced_token(
+        self,
+        client: httpx.AsyncClient,
+        key: tuple[str, str, str],
+        base: str,
+        appid: str,
+        secret: str,
+    ) -> tuple[str, float]:
+        try:
+            return await self._stable_token(client, base, appid, secret, force=True)
+        except _Refused as exc:
+            if exc.errcode != _FORCE_REFUSED:
+                raise
+            # Forced refreshes are 30 s apart at least: another replica may have just
+            # forced one, and its token is then what the normal mode answers.
+            token, life = await self._stable_token(client, base, appid, secret, force=False)
+            if self.tokens.refused(key, token):
+                # The dispatcher's first retry comes 30 s later: past WeChat's interval.
+                raise ProviderError(
+                    self.provider,
+                    "access token: WeChat refuses the token it hands out, and refused to "
+                    f"force a new one: {exc.reason}",
+                    retryable=True,
+                ) from None
+            return token, life
+
+    async def _stable_token(
+        self, client: httpx.AsyncClient, base: str, appid: str, secret: str, *, force: bool
+    ) -> tuple[str, float]:
+        """``POST /cgi-bin/stable_token``: the app's current token and its remaining
+        life in seconds."""
+        payload = {
+            "grant_type": "client_credential",
+            "appid": appid,
+            "secret": secret,
+            "force_refresh": force,
+        }
+        what = "access token (forced)" if force else "access token"
+        try:
+            r = await client.post(f"{base}/cgi-bin/stable_token", json=payload)
+        except httpx.HTTPError as exc:
+            raise transport_error(self.provider, exc) from exc
+        body = self._answer(r, f"{what}: ")
+        token = body.get("access_token")
+        if not isinstance(token, str) or not token or body.get("errcode", 0) != 0:
+            raise self._refused(body, what, secret)
+        expires_in = body.get("expires_in")
+        life = float(expires_in) if isinstance(expires_in, int | float) and expires_in > 0 else 7200
+        return token, life
 
     async def access_token(
         self, client: httpx.AsyncClient, *, base_url: str, account_id: str, secret: str
     ) -> str:
-        """The app's access token (cached), for other calls of WeChat's API (media)."""
+        """The app's access token (cached), for other calls of WeChat's API (media).
+        After ``forget_token``, a fetch that answers the refused token forces a new one."""
         return (await self._token(client, base_url.rstrip("/"), account_id, secret))[1]
 
     def forget_token(self, *, base_url: str, account_id: str, secret: str, token: str) -> None:
-        """Drop ``token`` from the cache: WeChat called it expired or invalid."""
-        self.tokens.drop(self.tokens.key(base_url.rstrip("/"), account_id, secret), token)
+        """WeChat called ``token`` expired or invalid: drop it from the cache."""
+        self.tokens.refuse(self.tokens.key(base_url.rstrip("/"), account_id, secret), token)
 
     @staticmethod
     def token_rejected(errcode: object) -> bool:
@@ -412,10 +511,11 @@ class WeChatAdapter:
             code = body.get("errcode", 0)
             if code == 0:
                 return SendResult(provider_message_id=generated_id("wechat"), status="sent")
-            if code in _TOKEN_ERRORS and attempt == 1:
-                self.tokens.drop(key, token)
-                continue
-            raise self._refused(body, "send")
+            if code in _TOKEN_ERRORS:
+                self.tokens.refuse(key, token)
+                if attempt == 1:
+                    continue
+            raise self._refused(body, "send", secret, token)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _answer(self, r: httpx.Response, what: str = "") -> dict[str, Any]:
@@ -428,8 +528,21 @@ class WeChatAdapter:
             )
         return json_answer(self.provider, r)
 
-    def _refused(self, body: dict[str, Any], what: str) -> ProviderError:
+    def _refused(self, body: dict[str, Any], what: str, *secrets: str) -> _Refused:
+        """WeChat's errcode answer as a ProviderError; an errmsg may echo the request, so
+        the secrets the call used are scrubbed from it."""
         code = body.get("errcode")
         message = body.get("errmsg")
-        detail = f"{what}: errcode {code}" + (f": {message}" if isinstance(message, str) else "")
-        return ProviderError(self.provider, detail, retryable=code in _RETRYABLE)
+        reason = f"errcode {code}" + (f": {message}" if isinstance(message, str) else "")
+        return _Refused(code, _scrub(reason, *secrets), what)
+
+
+class _Refused(ProviderError):
+    """An errcode answer; ``errcode`` and ``reason`` for the adapter's own decisions."""
+
+    def __init__(self, errcode: object, reason: str, what: str) -> None:
+        super().__init__(
+            WeChatAdapter.provider, f"{what}: {reason}", retryable=errcode in _RETRYABLE
+        )
+        self.errcode = errcode
+        self.reason = reason
