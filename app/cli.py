@@ -332,6 +332,62 @@ def set_tenant_status(
         typer.echo(f"{slug}: {status}")
 
 
+@cli.command("storage-sweep")
+def storage_sweep(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing")
+    ] = False,
+    grace_hours: Annotated[
+        float | None,
+        typer.Option(
+            min=1,
+            help="Keep objects younger than this (default SWITCHBOARD_STORAGE_ORPHAN_GRACE_HOURS)",
+        ),
+    ] = None,
+    tenant: Annotated[
+        list[str] | None, typer.Option(help="Only this tenant's objects (repeatable)")
+    ] = None,
+) -> None:
+    """Delete attachment objects no attachment row names, once past the grace period;
+    prints the counts as JSON (the API also runs this hourly)."""
+    import json
+    import uuid
+    from datetime import timedelta
+
+    from app.db.engine import create_engine, make_session_factory
+    from app.db.tenant import mint_scope
+    from app.storage.factory import store_for
+    from app.storage.sweep import every_tenant, sweep
+
+    settings = get_settings()
+    try:
+        only = [mint_scope(uuid.UUID(t)) for t in tenant or []]
+    except ValueError:
+        _fail("--tenant takes a tenant id (a UUID)")
+    grace = timedelta(hours=grace_hours or settings.storage_orphan_grace_hours)
+
+    async def go(app_url: str) -> dict[str, object]:
+        engine = create_engine(app_url, pool_size=2, max_overflow=0)
+        try:
+            factory = make_session_factory(engine)
+            report = await sweep(
+                factory,
+                store_for(settings),
+                only or every_tenant(factory),
+                grace=grace,
+                dry_run=dry_run,
+            )
+        finally:
+            await engine.dispose()
+        return report.as_json()
+
+    with database(settings, prepare=False, attach=True) as (_, app_url):
+        result = asyncio.run(go(app_url))
+    typer.echo(json.dumps(result, indent=2, sort_keys=True))
+    if result["tenants_failed"]:
+        raise typer.Exit(1)
+
+
 tenants_cli = typer.Typer(no_args_is_help=True, help="Tenants as code (blueprints).")
 cli.add_typer(tenants_cli, name="tenants")
 

@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     s3_sse: Literal["AES256", "aws:kms"] = "AES256"
     s3_kms_key_id: str | None = None
     storage_presign_seconds: int = Field(default=900, ge=1, le=7 * 86400)
+    # Attachment objects no `attachments` row names (a rolled-back message, a deleted
+    # conversation) are deleted by the hourly sweep once older than this
+    # (app/storage/sweep.py); younger ones may belong to a transaction still running.
+    storage_orphan_grace_hours: float = Field(default=24.0, ge=1, le=24 * 365)
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
     attachment_content_types: list[str] = Field(
         default_factory=lambda: [

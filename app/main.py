@@ -95,6 +95,7 @@ def create_app(
         from app.conversations.delivery import run_sweeper
         from app.mail.adapters import sender_for
         from app.storage.factory import store_for
+        from app.storage.sweep import run_orphan_sweeper
         from app.webchat.hub import ConversationHub
 
         passwords.configure(settings)
@@ -126,6 +127,11 @@ def create_app(
                     )
                 )
                 stack.push_async_callback(_cancelled, sweeper)
+            # Hourly (with jitter): attachment objects no row names, past the grace period.
+            orphan_sweeper = asyncio.create_task(
+                run_orphan_sweeper(app.state.session_factory, app.state.object_store, settings)
+            )
+            stack.push_async_callback(_cancelled, orphan_sweeper)
             if settings.run_smtp_port:
                 smtp_server = await _start_smtp(app, settings)
                 if smtp_server is not None:

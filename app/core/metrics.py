@@ -52,6 +52,7 @@ class HttpMetrics:
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
         self.registry.register(MESSAGES)
+        self.registry.register(STORAGE_SWEEP)
         self.requests = Counter(
             "switchboard_http_requests",
             "HTTP requests answered, by route template, status and tenant.",
@@ -108,6 +109,42 @@ class MessageCounts(Collector):
 
 
 MESSAGES = MessageCounts()
+
+
+class StorageSweepCounts(Collector):
+    """Attachment objects the orphan sweep looked at, by tenant and outcome
+    (``deleted``, ``kept_referenced``, ``kept_young``, ``kept_unrecognised``,
+    ``failed``): process-wide like :class:`MessageCounts`, added a page at a time."""
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, tenant_id: object, outcome: str, n: int) -> None:
+        if n <= 0:
+            return
+        key = (str(tenant_id), outcome)
+        with self._lock:
+            self._counts[key] = self._counts.get(key, 0) + n
+
+    def value(self, tenant_id: object, outcome: str) -> int:
+        with self._lock:
+            return self._counts.get((str(tenant_id), outcome), 0)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "switchboard_storage_sweep_objects",
+            "Attachment objects seen by the orphan sweep, by tenant and outcome.",
+            labels=("tenant_id", "outcome"),
+        )
+        with self._lock:
+            items = list(self._counts.items())
+        for labels, value in items:
+            family.add_metric(list(labels), value)
+        yield family
+
+
+STORAGE_SWEEP = StorageSweepCounts()
 
 
 router = APIRouter(include_in_schema=False)

@@ -2,6 +2,7 @@
 
 from app.storage.base import (
     InvalidKey,
+    ListedObject,
     ObjectInfo,
     ObjectMissing,
     ObjectStore,
@@ -9,10 +10,12 @@ from app.storage.base import (
     key_belongs_to,
     safe_filename,
     tenant_key,
+    tenant_prefix,
 )
 
 __all__ = [
     "InvalidKey",
+    "ListedObject",
     "ObjectInfo",
     "ObjectMissing",
     "ObjectStore",
@@ -20,4 +23,5 @@ __all__ = [
     "key_belongs_to",
     "safe_filename",
     "tenant_key",
+    "tenant_prefix",
 ]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -39,6 +40,16 @@ class ObjectInfo:
     size: int
     content_type: str
     etag: str
+
+
+@dataclass(frozen=True)
+class ListedObject:
+    """One object of a listing: its key (without any store-wide prefix), size and when
+    it was last written (timezone-aware UTC)."""
+
+    key: str
+    size: int
+    last_modified: datetime
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,14 @@ class ObjectStore(Protocol):
     ) -> UploadTicket: ...
 
     async def presign_download(self, key: str, *, expires_seconds: int, filename: str) -> str: ...
+
+    def list_objects(
+        self, prefix: str, *, page_size: int = 1000
+    ) -> AsyncIterator[list[ListedObject]]:
+        """The objects whose key starts with ``prefix``, a page (at most ``page_size``)
+        at a time, in no promised order. An object written or deleted during the listing
+        may or may not appear."""
+        ...
 
 
 def _is_control(ch: str) -> bool:
@@ -154,6 +173,16 @@ def key_belongs_to(key: str, tenant_id: uuid.UUID | str) -> bool:
     except (InvalidKey, ValueError):
         return False
     return len(parts) >= 3 and parts[0] == TENANTS and parts[1] == tenant
+
+
+def tenant_prefix(tenant_id: uuid.UUID | str, *parts: str) -> str:
+    """``tenants/<tenant_id>/<parts...>/``: the prefix of the keys :func:`tenant_key`
+    builds with those leading parts (every part checked, none reduced)."""
+    try:
+        tenant = str(uuid.UUID(str(tenant_id)))
+    except ValueError:
+        raise InvalidKey("the tenant id is not a UUID") from None
+    return "/".join([TENANTS, tenant, *(check_part(p) for p in parts)]) + "/"
 
 
 def tenant_of(key: str) -> uuid.UUID | None:

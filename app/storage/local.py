@@ -6,7 +6,8 @@ another key does not decrypt) and presigned URLs (HMAC-SHA256-signed, expiring t
 that ``app/storage/endpoints.py`` honours at ``/v1/storage/objects/<token>``).
 
 Layout: ``<root>/tenants/<tenant id>/<h[:2]>/<h>.obj`` and ``<h>.json`` (content type,
-size, ETag) where ``h`` is the SHA-256 of the key; keys outside ``tenants/`` go under
+size, ETag, and the key itself encrypted, for listings) where ``h`` is the SHA-256 of
+the key; keys outside ``tenants/`` go under
 ``<root>/global/``. Hashed names cannot collide with one another or escape the root,
 keep customers' filenames off the disk, and a tenant's objects stay one directory
 (purged with it). Directories are 0700, files 0600, every write is a temporary file
@@ -22,10 +23,11 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +41,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from app.core.crypto import KEY_BYTES, NONCE_BYTES, DecryptionError, key_id
 from app.core.errors import Forbidden
 from app.storage.base import (
+    ListedObject,
     ObjectInfo,
     ObjectMissing,
     UploadTicket,
@@ -46,8 +49,11 @@ from app.storage.base import (
     tenant_of,
 )
 
+log = logging.getLogger("switchboard.storage")
+
 OBJECTS_PATH = "/v1/storage/objects"
 MAGIC = b"SBOBJ1"
+NAME_MAGIC = b"SBKEY1"  # the sidecar's encrypted key (associated data: the file's hash)
 KID_BYTES = 12  # app.core.crypto.key_id is 12 hex characters
 _TOKEN_CONTEXT = b"switchboard-storage-url:v1:"
 _URL_SECRET_INFO = b"switchboard storage url signing v1"
@@ -164,6 +170,35 @@ class LocalObjectStore:
         except InvalidTag:
             raise DecryptionError("object altered, or stored under another key") from None
 
+    def _name_aad(self, kid: bytes, digest: str) -> bytes:
+        return NAME_MAGIC + b":" + kid + b":" + digest.encode("ascii")
+
+    def _seal_name(self, key: str, digest: str) -> str:
+        """The key, encrypted for the sidecar: a listing can name the object, the disk
+        still shows no customer's filename."""
+        nonce = os.urandom(NONCE_BYTES)
+        aad = self._name_aad(self._active, digest)
+        sealed = self._aeads[self._active].encrypt(nonce, key.encode("utf-8"), aad)
+        return _b64url(self._active + nonce + sealed)
+
+    def _open_name(self, sealed: str, digest: str) -> str | None:
+        """The key a sidecar names, or None when it cannot be read under our keys or
+        does not hash to the file's name."""
+        try:
+            blob = _unb64url(sealed)
+        except (binascii.Error, ValueError):
+            return None
+        kid, rest = blob[:KID_BYTES], blob[KID_BYTES:]
+        aead = self._aeads.get(kid)
+        if aead is None or len(rest) < NONCE_BYTES + 16:
+            return None
+        try:
+            key = aead.decrypt(rest[:NONCE_BYTES], rest[NONCE_BYTES:], self._name_aad(kid, digest))
+            name = key.decode("utf-8")
+        except (InvalidTag, UnicodeDecodeError):
+            return None
+        return name if hashlib.sha256(key).hexdigest() == digest else None
+
     # -- files ---------------------------------------------------------------------------
 
     def _paths(self, key: str) -> tuple[Path, Path, Path]:
@@ -202,7 +237,12 @@ class LocalObjectStore:
         directory, obj, meta = self._paths(key)
         self._ensure_dir(directory)
         etag = hashlib.md5(data, usedforsecurity=False).hexdigest()  # as S3's for one part
-        info = {"content_type": content_type, "size": len(data), "etag": etag}
+        info = {
+            "content_type": content_type,
+            "size": len(data),
+            "etag": etag,
+            "name": self._seal_name(key, obj.stem),
+        }
         # The object first, then its metadata: head() sees it only once both are there.
         self._atomic_write(obj, self._seal(key, data))
         self._atomic_write(meta, json.dumps(info).encode())
@@ -231,6 +271,64 @@ class LocalObjectStore:
         _, obj, meta = self._paths(key)
         meta.unlink(missing_ok=True)  # metadata first: head() answers None at once
         obj.unlink(missing_ok=True)
+
+    def _bucket_dirs(self, prefix: str) -> list[Path]:
+        """The ``<h[:2]>`` directories that can hold keys under ``prefix``: one
+        tenant's when the prefix names a tenant, else all of them."""
+        tenant = tenant_of(prefix)
+        if tenant is not None:
+            bases = [self.root / "tenants" / str(tenant)]
+        else:
+            tenants = self.root / "tenants"
+            bases = sorted(p for p in tenants.iterdir() if p.is_dir()) if tenants.is_dir() else []
+            bases.append(self.root / "global")
+        return [d for base in bases if base.is_dir() for d in sorted(base.iterdir()) if d.is_dir()]
+
+    def _list_dir_sync(self, directory: Path, prefix: str) -> tuple[list[ListedObject], int]:
+        """The objects of one directory under ``prefix``, and how many could not be
+        named (sidecars from before keys were recorded, or under a retired key)."""
+        listed: list[ListedObject] = []
+        unnamed = 0
+        for meta in sorted(directory.glob("*.json")):
+            try:
+                info = json.loads(meta.read_bytes())
+                mtime = meta.with_suffix(".obj").stat().st_mtime
+            except (FileNotFoundError, ValueError):
+                continue  # deleted meanwhile, or half of a write that never finished
+            sealed = info.get("name") if isinstance(info, dict) else None
+            key = self._open_name(sealed, meta.stem) if isinstance(sealed, str) else None
+            if key is None:
+                unnamed += 1
+            elif key.startswith(prefix):
+                listed.append(
+                    ListedObject(
+                        key=key,
+                        size=int(info.get("size", 0)),
+                        last_modified=datetime.fromtimestamp(mtime, UTC),
+                    )
+                )
+        return listed, unnamed
+
+    async def list_objects(
+        self, prefix: str, *, page_size: int = 1000
+    ) -> AsyncIterator[list[ListedObject]]:
+        """Read from the sidecars, one directory per worker-thread call; the last write
+        of the object file is its last-modified time."""
+        check_key(prefix.rstrip("/"))
+        page_size = max(1, page_size)
+        page: list[ListedObject] = []
+        unnamed = 0
+        for directory in await asyncio.to_thread(self._bucket_dirs, prefix):
+            listed, skipped = await asyncio.to_thread(self._list_dir_sync, directory, prefix)
+            unnamed += skipped
+            page.extend(listed)
+            while len(page) >= page_size:
+                yield page[:page_size]
+                page = page[page_size:]
+        if page:
+            yield page
+        if unnamed:
+            log.warning("%d stored objects have no readable key and were not listed", unnamed)
 
     async def put(self, key: str, data: bytes, content_type: str) -> None:
         await asyncio.to_thread(self._put_sync, key, data, content_type)

@@ -9,10 +9,12 @@ too large, of another type or unencrypted.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from app.storage.base import (
+    ListedObject,
     ObjectInfo,
     ObjectMissing,
     UploadTicket,
@@ -27,6 +29,10 @@ _MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
 def _error_code(exc: Exception) -> str:
     response: dict[str, Any] = getattr(exc, "response", None) or {}
     return str(response.get("Error", {}).get("Code", ""))
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class S3ObjectStore:
@@ -129,6 +135,37 @@ class S3ObjectStore:
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
+
+    async def list_objects(
+        self, prefix: str, *, page_size: int = 1000
+    ) -> AsyncIterator[list[ListedObject]]:
+        """``ListObjectsV2`` pages (lexicographic order), each fetched in a worker
+        thread; keys come back without the store's own prefix."""
+        check_key(prefix.rstrip("/"))
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        strip = f"{self.prefix}/" if self.prefix else ""
+        paginator = self.client.get_paginator("list_objects_v2")
+        pages = iter(
+            paginator.paginate(
+                Bucket=self.bucket,
+                Prefix=full,
+                PaginationConfig={"PageSize": max(1, min(page_size, 1000))},
+            )
+        )
+        while True:
+            page = await asyncio.to_thread(next, pages, None)
+            if page is None:
+                return
+            listed = [
+                ListedObject(
+                    key=str(item["Key"]).removeprefix(strip),
+                    size=int(item.get("Size", 0)),
+                    last_modified=_utc(item["LastModified"]),
+                )
+                for item in page.get("Contents", [])
+            ]
+            if listed:
+                yield listed
 
     async def presign_upload(
         self, key: str, *, content_type: str, max_bytes: int, expires_seconds: int
