@@ -114,6 +114,7 @@ MESSAGES = MessageCounts()
 class StorageSweepCounts(Collector):
     """Attachment objects the orphan sweep looked at, by tenant and outcome
     (``deleted``, ``kept_referenced``, ``kept_young``, ``kept_unrecognised``,
+    ``grants_expired``,
     ``failed``): process-wide like :class:`MessageCounts`, added a page at a time."""
 
     def __init__(self) -> None:

@@ -11,10 +11,13 @@ row-level security, and deletes what is unreferenced and older than the grace pe
 Why this is safe: an upload grant inserts its (pending) row before the object can exist,
 and an inbound message writes its object a moment before its row, in one transaction;
 so an object older than the grace period with no row has no transaction left that could
-still name it. Pending rows count as references (``claim_upload`` accepts them at any
-time). Keys outside that layout are never deleted, nor anything outside a tenant's
-attachment prefix, nor anything while a dry run. Logs carry counts, never keys or bytes
-(a key holds the customer's filename).
+still name it. A pending row (an upload grant no message has named yet) keeps its object
+until the grant itself is older than the grace period: then the grant expires (its row
+is deleted, ``status = 'pending'`` in the statement, so a ``claim_upload`` holding the
+row's lock wins and the row stays) and the object goes with it; a message naming it
+later is refused (``unknown-attachment``). Keys outside that layout are never deleted,
+nor anything outside a tenant's attachment prefix, nor anything while a dry run. Logs
+carry counts, never keys or bytes (a key holds the customer's filename).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class SweepCounts:
     kept_young: int = 0
     kept_unrecognised: int = 0
     orphaned: int = 0
+    grants_expired: int = 0  # pending uploads never sent, older than the grace period
     deleted: int = 0
     failed: int = 0
 
@@ -121,10 +125,15 @@ async def _referenced(
     factory: async_sessionmaker[AsyncSession],
     scope: TenantScope,
     candidates: dict[str, uuid.UUID],
-) -> set[str]:
-    """The candidate keys some row of the tenant names: one query per page, by primary
-    key (the key's attachment id), under the tenant's row-level security. A row with
-    that id but another key still keeps the object: when in doubt, keep."""
+    *,
+    cutoff: datetime,
+    dry_run: bool,
+) -> tuple[set[str], int]:
+    """The candidate keys some row of the tenant names, and how many pending grants
+    older than ``cutoff`` expired (deleted unless ``dry_run``; their keys are then not
+    named). One query per page, by primary key (the key's attachment id), under the
+    tenant's row-level security. A row with that id but another key still keeps the
+    object: when in doubt, keep."""
     async with factory() as session, session.begin():
         await bind_tenant(session, scope)
         conn = await raw(session)
@@ -133,14 +142,33 @@ async def _referenced(
         bound = await conn.fetchval("SELECT current_setting('app.tenant_id', true)")
         if bound != str(scope.tenant_id):
             raise RuntimeError("the tenant is not bound; nothing is deleted")
+        ids = list(set(candidates.values()))
+        if dry_run:
+            expired = await conn.fetch(
+                "SELECT id FROM attachments WHERE tenant_id = $1 AND id = ANY($2::uuid[]) "
+                "AND status = 'pending' AND message_id IS NULL AND created_at < $3",
+                scope.tenant_id,
+                ids,
+                cutoff,
+            )
+        else:
+            expired = await conn.fetch(
+                "DELETE FROM attachments WHERE tenant_id = $1 AND id = ANY($2::uuid[]) "
+                "AND status = 'pending' AND message_id IS NULL AND created_at < $3 "
+                "RETURNING id",
+                scope.tenant_id,
+                ids,
+                cutoff,
+            )
+        gone = {r["id"] for r in expired}
         rows = await conn.fetch(
             "SELECT id, object_key FROM attachments WHERE tenant_id = $1 AND id = ANY($2::uuid[])",
             scope.tenant_id,
-            list(set(candidates.values())),
+            [i for i in ids if i not in gone],
         )
-    ids = {r["id"] for r in rows}
+    named = {r["id"] for r in rows}
     keys = {r["object_key"] for r in rows}
-    return {k for k, aid in candidates.items() if k in keys or aid in ids}
+    return {k for k, aid in candidates.items() if k in keys or aid in named}, len(gone)
 
 
 async def _sweep_page(
@@ -162,7 +190,11 @@ async def _sweep_page(
             counts.kept_unrecognised += 1
         else:
             candidates[obj.key] = aid
-    referenced = await _referenced(factory, scope, candidates) if candidates else set()
+    referenced, counts.grants_expired = (
+        await _referenced(factory, scope, candidates, cutoff=cutoff, dry_run=dry_run)
+        if candidates
+        else (set(), 0)
+    )
     counts.kept_referenced = len(referenced)
     orphans = [k for k in candidates if k not in referenced]
     counts.orphaned = len(orphans)
@@ -181,7 +213,8 @@ async def _sweep_page(
                 raise result  # cancellation: stop here
             else:
                 counts.deleted += 1
-    for outcome in ("kept_referenced", "kept_young", "kept_unrecognised", "deleted", "failed"):
+    outcomes = ("kept_referenced", "kept_young", "kept_unrecognised", "grants_expired")
+    for outcome in (*outcomes, "deleted", "failed"):
         STORAGE_SWEEP.add(scope.tenant_id, outcome, getattr(counts, outcome))
     return counts
 
@@ -281,11 +314,12 @@ async def run_orphan_sweeper(
             continue
         totals = report.totals
         log.info(
-            "orphan sweep: scanned=%d deleted=%d failed=%d kept_referenced=%d kept_young=%d "
-            "kept_unrecognised=%d tenants_failed=%d",
+            "orphan sweep: scanned=%d deleted=%d failed=%d grants_expired=%d "
+            "kept_referenced=%d kept_young=%d kept_unrecognised=%d tenants_failed=%d",
             totals.scanned,
             totals.deleted,
             totals.failed,
+            totals.grants_expired,
             totals.kept_referenced,
             totals.kept_young,
             totals.kept_unrecognised,

@@ -1,8 +1,8 @@
 """The orphan sweep (app/storage/sweep.py) on both backends (the local directory, and S3
 through moto's server): listings page through a prefix with times; referenced objects
-(sent or still pending) stay, young orphans stay, old orphans go, a dry run deletes
-nothing, another tenant's objects are never touched, and a file sent after a claimed
-upload still downloads afterwards. The clock is moved forward instead of sleeping."""
+(sent, or a grant within the grace period) stay, young orphans stay, old orphans go with
+grants nobody sent in that time, a dry run deletes nothing, another tenant's objects are
+never touched, and a file sent after a claimed upload still downloads afterwards. The clock is moved forward instead of sleeping."""
 
 from __future__ import annotations
 
@@ -195,23 +195,30 @@ async def test_the_sweep_keeps_what_is_referenced_or_young_and_deletes_old_orpha
     report = await sweep(factory, store, [a], grace=GRACE)
     assert _counts(report, a) == {"scanned": 4, "kept_young": 4, "orphaned": 0, "deleted": 0}
 
-    # A day later, a dry run only counts the orphan.
+    # A day later, a dry run only counts the orphan and the grant nobody sent in a day.
     report = await sweep(
         factory, store, [a], grace=GRACE, now=datetime.now(UTC) + LATER, dry_run=True
     )
-    assert _counts(report, a) == {"scanned": 4, "kept_young": 0, "orphaned": 1, "deleted": 0}
-    assert await store.head(acme_orphan) is not None
+    assert _counts(report, a) == {"scanned": 4, "kept_young": 0, "orphaned": 2, "deleted": 0}
+    assert report.tenants[a.tenant_id].grants_expired == 1
+    assert await store.head(acme_orphan) is not None and await store.head(pending_key)
+    assert await clean_db.fetchval(
+        "SELECT count(*) FROM attachments WHERE id = $1", uuid.UUID(pending["attachment_id"])
+    )
 
-    # The real run deletes Acme's orphan alone: not Globex's (another tenant), not what a
-    # row names (sent or pending), not keys outside the layout or the prefix.
+    # The real run deletes Acme's orphan and its expired grant (row and object) alone:
+    # not Globex's (another tenant), not what was sent, not keys outside the layout or
+    # the prefix.
     report = await sweep(factory, store, [a], grace=GRACE, now=datetime.now(UTC) + LATER)
-    assert _counts(report, a) == {"scanned": 4, "kept_young": 0, "orphaned": 1, "deleted": 1}
-    assert (report.totals.kept_referenced, report.totals.kept_unrecognised) == (2, 1)
+    assert _counts(report, a) == {"scanned": 4, "kept_young": 0, "orphaned": 2, "deleted": 2}
+    assert report.tenants[a.tenant_id].grants_expired == 1
+    assert (report.totals.kept_referenced, report.totals.kept_unrecognised) == (1, 1)
     assert list(report.tenants) == [a.tenant_id]
-    assert await store.head(acme_orphan) is None
-    for key in (sent_key, pending_key, odd, recording, globex_orphan):
+    assert await store.head(acme_orphan) is None and await store.head(pending_key) is None
+    for key in (sent_key, odd, recording, globex_orphan):
         assert await store.head(key) is not None, key
-    assert STORAGE_SWEEP.value(a.tenant_id, "deleted") == deleted_before + 1
+    assert STORAGE_SWEEP.value(a.tenant_id, "deleted") == deleted_before + 2
+    assert STORAGE_SWEEP.value(a.tenant_id, "grants_expired") >= 1
     scrape = (await client.get("/metrics")).text
     assert (
         f'switchboard_storage_sweep_objects_total{{outcome="deleted",tenant_id="{a.tenant_id}"}} '
@@ -225,7 +232,8 @@ async def test_the_sweep_keeps_what_is_referenced_or_young_and_deletes_old_orpha
     assert r.status_code == 302, r.text
     download = await _fetch(client, store, r.headers["location"])
     assert download.status_code == 200 and download.content == PNG
-    # The pending upload can still be sent after the sweep.
+    # The expired grant can no longer be sent: refused, naming it, and nothing written.
+    messages_before = await clean_db.fetchval("SELECT count(*) FROM messages")
     r = await client.post(
         f"/v1/widget/conversations/{cid}/messages",
         json={
@@ -233,6 +241,26 @@ async def test_the_sweep_keeps_what_is_referenced_or_young_and_deletes_old_orpha
             "client_message_id": "m-2",
             "attachment_ids": [pending["attachment_id"]],
         },
+        headers=visitor["headers"],
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["code"] == "unknown-attachment"
+    assert "attachment_ids.0" in r.json()["detail"]
+    assert await clean_db.fetchval("SELECT count(*) FROM messages") == messages_before
+    # A grant still within the grace period is kept, object and row, and can be sent.
+    r = await client.post(
+        f"/v1/widget/conversations/{cid}/attachments",
+        json={"filename": "fresh.png", "content_type": "image/png", "size_bytes": len(PNG)},
+        headers=visitor["headers"],
+    )
+    assert r.status_code == 201, r.text
+    fresh = r.json()
+    await _upload(client, fresh["upload"], PNG)
+    report = await sweep(factory, store, [a], grace=GRACE)
+    assert report.tenants[a.tenant_id].grants_expired == 0
+    r = await client.post(
+        f"/v1/widget/conversations/{cid}/messages",
+        json={"text": "", "client_message_id": "m-3", "attachment_ids": [fresh["attachment_id"]]},
         headers=visitor["headers"],
     )
     assert r.status_code == 201, r.text
