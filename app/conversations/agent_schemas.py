@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from app.conversations.schemas import ConversationRead
-from app.core.schemas import StrictBool
+from app.core.schemas import LINE_BREAKS, StrictBool, check_text
 from app.core.validation import fail_at
 
 MAX_TEXT = 10_000
@@ -21,15 +21,11 @@ def _message_text(v: str) -> str:
     """Text a customer or a colleague reads: line breaks and tabs are kept; other control
     characters, NUL and lone surrogates (PostgreSQL cannot store them) are refused, and
     so is text that is only white space."""
-    if any((ord(c) < 32 and c not in "\n\r\t") or ord(c) == 127 for c in v):
-        raise ValueError("must not contain control characters (other than line breaks)")
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    if not v.strip():
-        raise ValueError("must not be blank")
-    return v
+    return check_text(
+        v,
+        allowed_controls=LINE_BREAKS,
+        control_reason="must not contain control characters (other than line breaks)",
+    )
 
 
 MessageText = Annotated[
@@ -47,7 +43,7 @@ def _template_parameter(v: str) -> str:
     """WhatsApp refuses line breaks, tabs and more than four spaces in a row in a
     template's body parameters (Graph error 132018): say so before sending."""
     v = _message_text(v)
-    if any(c in v for c in "\n\r\t"):
+    if any(c in v for c in LINE_BREAKS):
         raise ValueError("must not contain line breaks or tabs (WhatsApp refuses them here)")
     if " " * 5 in v:
         raise ValueError("must not contain more than four spaces in a row")

@@ -1,31 +1,83 @@
-"""Field types shared by request schemas."""
+"""Field types shared by request schemas, and the rules for text a person typed."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+import re
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, Strict
 
+# Kept in text written across lines (a message, a note, a prompt); refused elsewhere.
+LINE_BREAKS = "\n\r\t"
+CONTROL_CHARACTERS = "must not contain control characters"
 
-def _clean_text(v: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in v):
-        raise ValueError("must not contain control characters")
-    v = " ".join(v.split())
-    if not v:
+Whitespace = Literal["keep", "strip", "collapse"]
+
+
+def check_unicode(v: str) -> str:
+    """Lone surrogates (JSON's ``"\\ud800"``) have no UTF-8 form: PostgreSQL cannot hold
+    them. A str field with a length constraint refuses them before its validators run;
+    this covers the others (and values inside JSON objects)."""
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return v
+
+
+@functools.cache
+def _refused_controls(allowed: str) -> re.Pattern[str]:
+    refused = [c for c in [*range(32), 127] if chr(c) not in allowed]
+    return re.compile("[" + "".join(f"\\x{c:02x}" for c in refused) + "]")
+
+
+def check_text(
+    v: str,
+    *,
+    allowed_controls: str = "",
+    whitespace: Whitespace = "keep",
+    allow_blank: bool = False,
+    control_reason: str = CONTROL_CHARACTERS,
+) -> str:
+    """Text a person typed, checked in this order: no C0 control characters or DEL other
+    than ``allowed_controls`` (NUL among them, which PostgreSQL text cannot hold; refused
+    with ``control_reason``), valid Unicode, white space kept, stripped at the ends or
+    collapsed to single spaces, and not blank (empty or only white space) unless
+    ``allow_blank``. Schemas wrap it in a named function for ``AfterValidator``: pydantic
+    puts that name in the error location of a union's member."""
+    if _refused_controls(allowed_controls).search(v):
+        raise ValueError(control_reason)
+    check_unicode(v)
+    if whitespace == "collapse":
+        v = " ".join(v.split())
+    elif whitespace == "strip":
+        v = v.strip()
+    if not allow_blank and not v.strip():
         raise ValueError("must not be blank")
     return v
 
 
-def _no_nul(v: str) -> str:
+def one_line(v: str) -> str:
+    """A name, a file name, a URL: trimmed, inner runs of white space made one space."""
+    return check_text(v, whitespace="collapse")
+
+
+def plain_text(v: str) -> str:
+    """A reference, an identity, an answer: kept exactly as sent, and may be blank."""
+    return check_text(v, allow_blank=True)
+
+
+def no_nul(v: str) -> str:
     if "\x00" in v:
         raise ValueError("must not contain NUL characters")
     return v
 
 
 # A resource name: trimmed, no control characters, 1-100 characters.
-Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_clean_text)]
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(one_line)]
 # Free text: no NUL (PostgreSQL text cannot hold it), bounded.
-Description = Annotated[str, Field(max_length=500), AfterValidator(_no_nul)]
+Description = Annotated[str, Field(max_length=500), AfterValidator(no_nul)]
 
 # Request flags and counts take JSON's own types only. Lax pydantic reads 0, 1, "true"
 # and "yes" as booleans and true as the integer 1 (or "5", 5.0 as 5): a client sending

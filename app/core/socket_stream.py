@@ -24,7 +24,14 @@ from app.routing.connection import raw
 
 SENT_WINDOW = 512  # ids remembered to send each event once
 SEND_TIMEOUT_SECONDS = 30.0
+AUTH_TIMEOUT_SECONDS = 10.0  # for the first frame, {"type": "auth", ...}, when it is needed
+RETRY_SECONDS = 1.0  # before reading events again after the database failed a read
+# Close codes: 4000 plus the HTTP status that means the same, and the standard ones.
+CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_RATE_LIMITED = 4429
 CLOSE_TOO_SLOW = 1013
 UNSTORABLE_TEXT = frozenset({"22021", "22P05"})  # NUL; a character without a UTF-8 form
 

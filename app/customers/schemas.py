@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from app.business_hours.schedule import check_timezone
-from app.core.schemas import StrictBool
+from app.core.schemas import StrictBool, check_unicode, one_line, plain_text
 from app.core.validation import fail_at, patch_schema, reject_nulls
 
 IdentityKind = Literal["phone", "email", "webchat", "whatsapp", "wechat", "messenger"]
@@ -32,32 +32,10 @@ MAX_IDENTITIES = 20
 _SAFE_INT = 2**53
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
-
-def _unicode(v: str) -> str:
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    return v
-
-
-def _plain(v: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in v):
-        raise ValueError("must not contain control characters")
-    return _unicode(v)
-
-
-def _display_name(v: str) -> str:
-    v = " ".join(_plain(v).split())
-    if not v:
-        raise ValueError("must not be blank")
-    return v
-
-
 DisplayName = Annotated[
     str,
     Field(min_length=1, max_length=200, description="How agents see the customer"),
-    AfterValidator(_display_name),
+    AfterValidator(one_line),
 ]
 Timezone = Annotated[
     str,
@@ -75,9 +53,9 @@ Language = Annotated[
 IdentityValue = Annotated[
     str,
     Field(min_length=1, max_length=320, description="Normalised: E.164, lower-case email..."),
-    AfterValidator(_plain),
+    AfterValidator(plain_text),
 ]
-Source = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_display_name)]
+Source = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(one_line)]
 
 _ATTRIBUTE_VALUE = {
     "anyOf": [
@@ -107,7 +85,7 @@ def _check_value(key: str, value: Any) -> None:
         if "\x00" in value:
             fail_at((key,), "must not contain NUL characters", None)
         try:
-            _unicode(value)
+            check_unicode(value)
         except ValueError as exc:
             fail_at((key,), str(exc), None)
         return

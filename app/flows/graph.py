@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from app.core.schemas import check_text, no_nul
 from app.flows.patterns import check_pattern, full_match
 
 MAX_NODES = 500
@@ -36,19 +37,9 @@ DTMF_KEYS = frozenset("0123456789*#")
 
 
 def _text(v: str) -> str:
-    # Newlines and tabs are fine in a chat message; other control characters are not.
-    if any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in v):
-        raise ValueError("must not contain control characters")
-    v = v.strip()
-    if not v:
-        raise ValueError("must not be blank")
-    return v
-
-
-def _no_nul(v: str) -> str:
-    if "\x00" in v:
-        raise ValueError("must not contain NUL characters")
-    return v
+    # Newlines and tabs are fine in a chat message; other control characters (a carriage
+    # return among them) are not. Stored without white space at the ends.
+    return check_text(v, allowed_controls="\n\t", whitespace="strip")
 
 
 def normalize_keyword(v: str) -> str:
@@ -82,14 +73,14 @@ NodeId = Annotated[str, StringConstraints(pattern=NODE_ID_PATTERN)]
 AttributeName = Annotated[str, StringConstraints(pattern=ATTRIBUTE_PATTERN)]
 # Spoken or written text; may interpolate attributes as {{name}}.
 Text = Annotated[str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_text)]
-AttributeValue = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_no_nul)]
+AttributeValue = Annotated[str, StringConstraints(max_length=1000), AfterValidator(no_nul)]
 OptionKey = Annotated[
     str, StringConstraints(min_length=1, max_length=40), AfterValidator(_option_key)
 ]
 Pattern = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200),
-    AfterValidator(_no_nul),
+    AfterValidator(no_nul),
     AfterValidator(check_pattern),
 ]
 E164 = Annotated[str, StringConstraints(pattern=r"^\+[1-9][0-9]{1,14}$"), AfterValidator(_e164)]
@@ -243,7 +234,7 @@ class CheckHoursNode(_Node):
 class SetAttributeNode(_Node):
     type: Literal["set_attribute"]
     name: AttributeName
-    value: Annotated[str, StringConstraints(max_length=2000), AfterValidator(_no_nul)]
+    value: Annotated[str, StringConstraints(max_length=2000), AfterValidator(no_nul)]
     next: NodeId | None = None
 
     def transitions(self) -> list[Transition]:

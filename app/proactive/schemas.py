@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, model_validator
 
 from app.conversations.schemas import MessageRead
-from app.core.schemas import Name, StrictBool, StrictInt
+from app.core.schemas import LINE_BREAKS, Name, StrictBool, StrictInt, check_text
 from app.core.validation import fail_at, patch_schema, reject_nulls
 
 Action = Literal["invite_chat", "offer_callback"]
@@ -18,27 +18,14 @@ ORDERING_OPS = ("gt", "gte", "lt", "lte")
 DecisionKind = Literal["contact", "hold"]
 
 
-def _storable_text(v: str, *, newlines: bool) -> str:
-    """No NUL or other control characters (line breaks and tabs where ``newlines``),
-    and valid Unicode: PostgreSQL text must be able to hold it."""
-    allowed = "\n\r\t" if newlines else ""
-    if any((ord(c) < 32 and c not in allowed) or ord(c) == 127 for c in v):
-        raise ValueError("must not contain control characters")
-    try:
-        v.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode (no lone surrogates)") from None
-    if not v.strip():
-        raise ValueError("must not be blank")
-    return v
-
-
 def _line(v: str) -> str:
-    return _storable_text(v, newlines=False)
+    """A condition's operand: compared as given, so not collapsed."""
+    return check_text(v)
 
 
 def _text(v: str) -> str:
-    return _storable_text(v, newlines=True)
+    """A message to a customer: line breaks and tabs kept."""
+    return check_text(v, allowed_controls=LINE_BREAKS)
 
 
 Line = Annotated[str, AfterValidator(_line)]

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from app.core.schemas import StrictInt
+from app.core.schemas import StrictInt, check_unicode, no_nul, plain_text
 from app.phone_numbers.e164 import E164
 from app.queues.schemas import Channel, RequiredSkill
 
@@ -25,25 +25,13 @@ MAX_ATTRIBUTES_BYTES = 8192
 MAX_ATTRIBUTES_DEPTH = 8
 
 
-def _plain_text(v: str) -> str:
-    # PostgreSQL text cannot hold NUL; other control characters are a client's bug.
-    if any(ord(c) < 32 or ord(c) == 127 for c in v):
-        raise ValueError("must not contain control characters")
-    return v
-
-
 def _storable(value: Any, depth: int = 0) -> None:
     """Raise ValueError unless ``value`` fits in a PostgreSQL jsonb column: no NUL, no
     lone surrogates, no NaN or Infinity, and not nested deeper than the bound."""
     if depth > MAX_ATTRIBUTES_DEPTH:
         raise ValueError(f"must not nest deeper than {MAX_ATTRIBUTES_DEPTH} levels")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ValueError("must be valid Unicode (no lone surrogates)") from None
+        check_unicode(no_nul(value))
     elif isinstance(value, float) and not math.isfinite(value):
         raise ValueError("must not contain NaN or Infinity")
     elif isinstance(value, dict):
@@ -55,7 +43,8 @@ def _storable(value: Any, depth: int = 0) -> None:
             _storable(item, depth + 1)
 
 
-PlainText = Annotated[str, AfterValidator(_plain_text)]
+# No control characters: PostgreSQL text cannot hold NUL; the others are a client's bug.
+PlainText = Annotated[str, AfterValidator(plain_text)]
 
 
 class ContactCreate(BaseModel):

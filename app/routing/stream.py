@@ -65,7 +65,11 @@ from app.config import Settings
 from app.core.errors import Forbidden, SwitchboardError
 from app.core.notify_hub import NotifyHub, Subscription
 from app.core.socket_stream import (
+    AUTH_TIMEOUT_SECONDS,
+    CLOSE_BAD_REQUEST,
+    CLOSE_FORBIDDEN,
     CLOSE_UNAUTHORIZED,
+    RETRY_SECONDS,
     Refused,
     StreamConnection,
     auth_message,
@@ -82,11 +86,7 @@ from app.routing.transitions import OUTBOX_CHANNEL
 log = logging.getLogger("switchboard.stream")
 router = APIRouter(tags=["agent desktop"])
 
-AUTH_TIMEOUT_SECONDS = 10.0
 REPLAY_LIMIT = 500
-RETRY_SECONDS = 1.0
-CLOSE_BAD_REQUEST = 4400
-CLOSE_FORBIDDEN = 4403
 
 _COLUMNS = "SELECT id, topic, payload, created_at FROM outbox_events "
 _ROUTING_COMMANDS = ("accept", "reject", "complete", "wrap_up")

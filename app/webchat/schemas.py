@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.conversations.schemas import ConversationState, MessageStatus
+from app.core.schemas import LINE_BREAKS, check_text, one_line
 
 MAX_TEXT = 5000
 MAX_ATTACHMENTS = 10
@@ -22,23 +23,18 @@ class Strict(BaseModel):
 
 def _no_control(value: str) -> str:
     """Free text a person typed: line breaks and tabs allowed, other control
-    characters (NUL among them, which PostgreSQL cannot store) not."""
-    if any((ord(c) < 32 and c not in "\n\r\t") or ord(c) == 127 for c in value):
-        raise ValueError("must not contain control characters other than line breaks")
-    return value
-
-
-def _one_line(value: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError("must not contain control characters")
-    value = " ".join(value.split())
-    if not value:
-        raise ValueError("must not be blank")
-    return value
+    characters (NUL among them, which PostgreSQL cannot store) not. Blank is the
+    service's call: a message may be only attachments."""
+    return check_text(
+        value,
+        allowed_controls=LINE_BREAKS,
+        allow_blank=True,
+        control_reason="must not contain control characters other than line breaks",
+    )
 
 
 Text = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_no_control)]
-OneLine = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_one_line)]
+OneLine = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(one_line)]
 ClientMessageId = Annotated[
     str,
     StringConstraints(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:-]+$"),
@@ -155,7 +151,7 @@ class ReadResult(BaseModel):
 
 
 class UploadCreate(Strict):
-    filename: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_one_line)]
+    filename: Annotated[str, Field(min_length=1, max_length=255), AfterValidator(one_line)]
     content_type: Annotated[str, Field(min_length=3, max_length=100)]
     size_bytes: Annotated[int, Field(ge=1)]
 
@@ -205,9 +201,9 @@ def _attribute_keys(value: dict[str, Any]) -> dict[str, Any]:
 
 
 class PageViewCreate(Strict):
-    url: Annotated[str, Field(min_length=8, max_length=2000), AfterValidator(_one_line)]
+    url: Annotated[str, Field(min_length=8, max_length=2000), AfterValidator(one_line)]
     title: Annotated[str, Field(max_length=300), AfterValidator(_no_control)] | None = None
-    referrer: Annotated[str, Field(max_length=2000), AfterValidator(_one_line)] | None = None
+    referrer: Annotated[str, Field(max_length=2000), AfterValidator(one_line)] | None = None
     attributes: Annotated[
         dict[str, PageAttribute],
         Field(max_length=MAX_PAGE_ATTRIBUTES),

@@ -50,7 +50,13 @@ from app.config import Settings
 from app.core.errors import SwitchboardError, TooManyRequests
 from app.core.notify_hub import Subscription
 from app.core.socket_stream import (
+    AUTH_TIMEOUT_SECONDS,
+    CLOSE_BAD_REQUEST,
+    CLOSE_FORBIDDEN,
+    CLOSE_NOT_FOUND,
+    CLOSE_RATE_LIMITED,
     CLOSE_UNAUTHORIZED,
+    RETRY_SECONDS,
     Refused,
     StreamConnection,
     auth_message,
@@ -69,15 +75,9 @@ from app.webchat.visitor import Visitor
 log = logging.getLogger("switchboard.webchat.stream")
 router = APIRouter(tags=["web chat widget"])
 
-AUTH_TIMEOUT_SECONDS = 10.0
 REPLAY_BATCH = 500
-RETRY_SECONDS = 1.0
 TYPING_INTERVAL_SECONDS = 1.0
 MAX_FRAME_CHARS = 64 * 1024
-CLOSE_BAD_REQUEST = 4400
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
-CLOSE_RATE_LIMITED = 4429
 # Never shown to the visitor: who works where, and how the contact is routed.
 _PRIVATE_KEYS = frozenset(
     {
