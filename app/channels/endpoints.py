@@ -156,7 +156,10 @@ def _config(channel: Channel, numbers: list[uuid.UUID]) -> BaseModel:
                 **target,
             )
     return ProviderConfigRead(
-        provider=c["provider"], provider_account_id=c["provider_account_id"], **target
+        provider=c["provider"],
+        provider_account_id=c["provider_account_id"],
+        templates=c.get("templates"),
+        **target,
     )
 
 

@@ -10,10 +10,25 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, SecretStr, StrictBool
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    SecretStr,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
 
 from app.channels.validation import (
+    CONTENT_SID,
+    MAX_TEMPLATE_PARAMETERS,
+    MAX_TEMPLATES,
     ORIGIN_HELP,
+    TEMPLATE_LANGUAGE,
+    TEMPLATE_NAME,
     ChannelType,
     check_greeting,
     check_local_part,
@@ -21,8 +36,10 @@ from app.channels.validation import (
     normalise_colour,
     normalise_origin,
     unique_origins,
+    unique_templates,
 )
 from app.core.schemas import Name
+from app.core.validation import fail_at
 
 # -- field types --------------------------------------------------------------------------
 
@@ -127,6 +144,62 @@ Credentials = Annotated[
 ]
 
 
+class WhatsappTemplate(BaseModel):
+    """A WhatsApp template approved for the channel's sender at Twilio (Content
+    Template Builder): what an agent's reply names (``name``, ``language``) and what
+    Twilio sends (``content_sid``, with the reply's parameters as its variables)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=TEMPLATE_NAME,
+        description="The name agents send it by (lowercase letters, digits, _), as in "
+        "a reply's template.name",
+        examples=["order_update"],
+    )
+    language: str = Field(
+        min_length=2,
+        max_length=16,
+        pattern=TEMPLATE_LANGUAGE,
+        description="The approved translation's language code (en, en_US, pt_BR)",
+        examples=["en_US"],
+    )
+    content_sid: str = Field(
+        min_length=34,
+        max_length=34,
+        pattern=CONTENT_SID,
+        description="The Content SID Twilio gave the approved template: HX and 32 "
+        "lowercase hex digits",
+        examples=["HX0123456789abcdef0123456789abcdef"],
+    )
+    parameter_count: StrictInt = Field(
+        default=0,
+        ge=0,
+        le=MAX_TEMPLATE_PARAMETERS,
+        description="How many variables ({{1}}, {{2}}...) its body has: a reply gives "
+        "exactly this many parameters",
+    )
+
+
+TEMPLATES_ONLY_TWILIO = (
+    "applies to WhatsApp channels through Twilio only (Meta checks a template against "
+    "WhatsApp Manager when it is sent)"
+)
+TEMPLATES_HELP = (
+    "whatsapp through twilio only: the approved templates agents may send (after the "
+    "24-hour service window too), each with its Content SID; a reply naming another "
+    "template is refused. Meta channels declare none: Meta checks a template against "
+    "WhatsApp Manager when it is sent."
+)
+WhatsappTemplates = Annotated[
+    list[WhatsappTemplate],
+    Field(max_length=MAX_TEMPLATES, description=TEMPLATES_HELP),
+    AfterValidator(unique_templates),
+]
+
+
 # -- routing target -----------------------------------------------------------------------
 
 QUEUE_HELP = (
@@ -189,8 +262,16 @@ class SmsConfig(_Strict):
 class WhatsappConfig(_Strict):
     provider: Literal["meta", "twilio"]
     provider_account_id: ProviderAccountId
+    templates: WhatsappTemplates | None = None
     queue_id: uuid.UUID | None = _queue_id()
     flow_id: uuid.UUID | None = _flow_id()
+
+    @model_validator(mode="after")
+    def _templates_through_twilio(self) -> WhatsappConfig:
+        self.templates = self.templates or None  # [] declares none, as null does
+        if self.templates is not None and self.provider != "twilio":
+            fail_at(("templates",), TEMPLATES_ONLY_TWILIO)
+        return self
 
 
 class WechatConfig(_Strict):
@@ -365,6 +446,10 @@ class ChannelConfigUpdate(_Strict):
         default=None, description="email; null resets it to the inbound address"
     )
     display_name: Name | None = Field(default=None, description="email; null removes it")
+    templates: WhatsappTemplates | None = Field(
+        default=None,
+        description=TEMPLATES_HELP + " Replaces the whole list; null or [] removes them.",
+    )
     queue_id: uuid.UUID | None = Field(
         default=None,
         description="webchat, email, sms, whatsapp, wechat, messenger: "
@@ -444,6 +529,9 @@ class SmsConfigRead(BaseModel):
 class ProviderConfigRead(BaseModel):
     provider: str
     provider_account_id: str
+    templates: list[WhatsappTemplate] | None = Field(
+        default=None, description="whatsapp through twilio: the declared templates"
+    )
     queue_id: uuid.UUID | None
     flow_id: uuid.UUID | None
 

@@ -30,6 +30,7 @@ from app.channels import numbers as channel_numbers
 from app.channels import repository, targets
 from app.channels.models import Channel
 from app.channels.schemas import (
+    TEMPLATES_ONLY_TWILIO,
     ChannelCreate,
     ChannelUpdate,
     EmailChannelCreate,
@@ -37,6 +38,8 @@ from app.channels.schemas import (
     SmsChannelCreate,
     VoiceChannelCreate,
     WebchatChannelCreate,
+    WhatsappChannelCreate,
+    WhatsappTemplate,
 )
 from app.channels.secrets import new_widget_key, seal_credentials, seal_webhook_secret
 from app.channels.secrets import read_credentials as read_credentials  # for ingress, adapters
@@ -64,7 +67,7 @@ PATCHABLE: dict[str, frozenset[str]] = {
     "webchat": frozenset({"allowed_origins", "greeting", "theme"}) | targets.KEYS,
     "email": frozenset({"reply_from", "display_name"}) | targets.KEYS,
     "sms": frozenset({"phone_number_ids"}) | targets.KEYS,
-    "whatsapp": targets.KEYS,
+    "whatsapp": frozenset({"templates"}) | targets.KEYS,
     "wechat": targets.KEYS,
     "messenger": targets.KEYS,
 }
@@ -99,6 +102,11 @@ def _type_mismatch(expected: str) -> Conflict:
 
 
 # -- checks -------------------------------------------------------------------------------
+
+
+def _templates(templates: list[WhatsappTemplate] | None) -> list[dict[str, Any]] | None:
+    """A Twilio WhatsApp channel's declared templates as stored (None: none)."""
+    return [t.model_dump() for t in templates] if templates else None
 
 
 def _check_credentials(
@@ -225,6 +233,8 @@ async def create(
             "provider_account_id": account,
             "credential_fields": [],
         }
+        if isinstance(data, WhatsappChannelCreate) and data.config.templates:
+            channel.config["templates"] = _templates(data.config.templates)
         taken = _address_taken(
             f"The {data.config.provider} account {account}", "body.config.provider_account_id"
         )
@@ -306,6 +316,8 @@ async def update(
             )
         if value is None and name in _NOT_NULL:
             raise _null(f"body.config.{name}")
+        if name == "templates" and value and channel.config.get("provider") != "twilio":
+            raise InvalidInput(TEMPLATES_ONLY_TWILIO, field="body.config.templates")
     if "credentials" in sent:
         if channel.type not in MESSAGING_TYPES:
             raise InvalidInput(
@@ -344,6 +356,8 @@ async def update(
             value = str(value) if value is not None else config["address"]
         elif name == "allowed_origins":
             value = list(value)
+        elif name == "templates":
+            value = _templates(value)
         elif name in targets.KEYS:
             value = targets.as_json(value)
         if config.get(name) != value:

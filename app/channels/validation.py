@@ -1,6 +1,6 @@
 """Value rules for channel settings: web origins, email local parts, colours, provider
-accounts, the credential fields each provider takes, and the routing channel each type
-feeds.
+accounts, the credential fields each provider takes, the routing channel each type
+feeds, and the WhatsApp templates a Twilio channel declares.
 
 Each validator raises ``ValueError`` with a reason a person can act on; pydantic puts
 the field path in front of it (``body.config.allowed_origins.2``).
@@ -11,7 +11,11 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, TypeVar, cast
+
+from app.core.validation import fail_at
+
+_T = TypeVar("_T")
 
 ChannelType = Literal["voice", "webchat", "email", "sms", "whatsapp", "wechat", "messenger"]
 CHANNEL_TYPES: tuple[str, ...] = (
@@ -224,3 +228,44 @@ def credentials_help(channel_type: str) -> str:
         + (f" (optional: {', '.join(p.optional)})" if p.optional else "")
         for name, p in PROVIDERS[channel_type].items()
     )
+
+
+# -- WhatsApp templates (Twilio) -----------------------------------------------------------
+
+# A template as a reply names it (``app.conversations.agent_schemas.MessageTemplate``).
+TEMPLATE_NAME = r"^[a-z0-9_]+$"
+TEMPLATE_LANGUAGE = r"^[a-z]{2,3}(_[A-Z]{2}|_[0-9]{3})?$"
+# Twilio's Content SID of an approved content template.
+CONTENT_SID = r"^HX[0-9a-f]{32}$"
+# Meta allows no more body variables in a template than a reply may fill.
+MAX_TEMPLATE_PARAMETERS = 20
+MAX_TEMPLATES = 200
+
+
+class _Declared(Protocol):
+    name: str
+    language: str
+    content_sid: str
+
+
+def unique_templates(templates: list[_T]) -> list[_T]:
+    """A template (name and language) is declared once, and a Content SID names one
+    template: the reply's name and language must find exactly one Content SID."""
+    seen: dict[tuple[str, str], int] = {}
+    sids: dict[str, int] = {}
+    for i, item in enumerate(templates):
+        declared = cast(_Declared, item)
+        key = (declared.name, declared.language)
+        if key in seen:
+            fail_at(
+                (i, "language"),
+                f"declares {declared.name} ({declared.language}) again (see item {seen[key]})",
+            )
+        if declared.content_sid in sids:
+            fail_at(
+                (i, "content_sid"),
+                f"is already the Content SID of item {sids[declared.content_sid]}",
+            )
+        seen[key] = i
+        sids[declared.content_sid] = i
+    return templates

@@ -53,7 +53,8 @@ async def post_message(
 
     WhatsApp and Messenger (Meta) take free text only within 24 hours of the customer's
     last message on the channel (409 ``service-window-closed``). After that, WhatsApp
-    takes an approved ``template`` instead of ``text`` (Meta Cloud API channels only);
+    takes an approved ``template`` instead of ``text`` (Meta Cloud API channels, or
+    Twilio channels that declare the template's Content SID in ``config.templates``);
     on Messenger an agent may answer for 7 days (sent with the HUMAN_AGENT tag)."""
     if (replay := await idem.replay()) is not None:
         return replay

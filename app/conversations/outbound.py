@@ -109,7 +109,7 @@ async def send_message(
         raise Conflict("The channel is disabled.", code="channel-disabled", field="body.channel_id")
     ctype = channel["type"]
     if template is not None:
-        check_template(ctype, channel["config"])
+        check_template(ctype, channel["config"], template)
         text = template.readable()
     to_address = await _address_for(conn, scope, conv["customer_id"], ctype, "body.channel_id")
     if ctype in SERVICE_WINDOW_CHANNELS and template is None:

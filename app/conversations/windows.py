@@ -1,7 +1,8 @@
 """Meta's messaging windows: WhatsApp and Messenger take a business's free-form message
 only within 24 hours of the customer's last message on that channel; after that WhatsApp
 takes approved templates only, and Messenger a human agent's reply, tagged HUMAN_AGENT,
-for 7 days (docs/decisions/0018)."""
+for 7 days (docs/decisions/0018). Templates go through Meta, which judges them when
+sent, or through Twilio, for those the channel declares (docs/decisions/0019)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
+from app.conversations.agent_schemas import MessageTemplate
 from app.core.errors import Conflict, InvalidInput
 from app.db.base import utcnow
 from app.db.tenant import TenantScope
@@ -83,20 +85,76 @@ async def messaging_tag(conn: Any, msg: Any) -> str | None:
     return HUMAN_AGENT_TAG
 
 
-def check_template(ctype: str, config: Any) -> None:
-    """Templates go out on WhatsApp channels through Meta's Cloud API only."""
+def channel_config(config: Any) -> dict[str, Any]:
+    """A channel's config as read from the database (asyncpg may hand JSONB as text)."""
+    parsed = json.loads(config) if isinstance(config, str) else config
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def declared_template(config: Any, name: str, language: str) -> dict[str, Any] | None:
+    """The template ``name`` in ``language`` as the channel declares it (a Twilio
+    WhatsApp channel's ``config.templates``), or None."""
+    for item in channel_config(config).get("templates") or []:
+        if isinstance(item, dict) and item.get("name") == name and item.get("language") == language:
+            return item
+    return None
+
+
+def undeclared_template(
+    config: Any, name: str, language: str, parameters: int
+) -> tuple[str, str] | None:
+    """Why the channel cannot send this template, as (the reply's field, reason), or
+    None when it declares it with that many parameters. The rule for channels that
+    must name their templates themselves (Twilio sends a Content SID, not a name)."""
+    declared = declared_template(config, name, language)
+    if declared is None:
+        languages = sorted(
+            str(t.get("language"))
+            for t in channel_config(config).get("templates") or []
+            if isinstance(t, dict) and t.get("name") == name
+        )
+        if languages:
+            return "language", (
+                f"the channel declares {name} in {', '.join(languages)} only, not {language}"
+            )
+        return "name", (
+            f"the channel declares no template {name} ({language}): add it, with its "
+            "Content SID, to the channel's config.templates"
+        )
+    expected = int(declared.get("parameter_count") or 0)
+    if parameters != expected:
+        return "parameters", (
+            f"{name} ({language}) takes {expected} parameter{'s' if expected != 1 else ''}, "
+            f"not {parameters}"
+        )
+    return None
+
+
+def check_template(ctype: str, config: Any, template: MessageTemplate) -> None:
+    """Templates go out on WhatsApp channels: through Meta's Cloud API, which checks
+    the name against WhatsApp Manager when it is sent, or through Twilio's Content API,
+    for a template the channel declares with its Content SID and body variables."""
     if ctype != "whatsapp":
         raise InvalidInput(
             f"body.template: templates are sent on WhatsApp channels only, not on {ctype}",
             code="template-not-supported",
             field="body.template",
         )
-    config = json.loads(config) if isinstance(config, str) else (config or {})
-    provider = str(config.get("provider") or "")
-    if provider != "meta":
+    provider = str(channel_config(config).get("provider") or "")
+    if provider == "meta":
+        return
+    if provider != "twilio":
         raise InvalidInput(
-            "body.template: templates are sent through Meta's WhatsApp Cloud API only; "
-            f"this channel uses {provider or 'no provider'}",
+            "body.template: templates are sent through Meta's WhatsApp Cloud API or "
+            f"Twilio only; this channel uses {provider or 'no provider'}",
             code="template-not-supported",
             field="body.template",
         )
+    problem = undeclared_template(
+        config, template.name, template.language, len(template.parameters)
+    )
+    if problem is not None:
+        part, reason = problem
+        field = f"body.template.{part}"
+        code = "template-parameters-mismatch" if part == "parameters" else "template-not-declared"
+        raise InvalidInput(f"{field}: {reason}", code=code, field=field)

@@ -7,10 +7,12 @@ its channel's type, which sends it through the channel's provider adapter.
   wrote to on the channel, else the channel's first phone number (SMS).
 - Attachments go as presigned download URLs of the stored files: the provider fetches
   them (WeChat gets them as links in the text).
-- A WhatsApp template goes instead of the text, through Meta only (the reply refuses a
-  template on other providers; a message that still reaches another fails, never goes
-  out as its readable rendering). A Messenger agent reply after 24 hours carries its
-  message tag (HUMAN_AGENT).
+- A WhatsApp template goes instead of the text, through Meta (by name) or Twilio (by the
+  Content SID the channel declares for it). The reply refuses a template elsewhere, or
+  one a Twilio channel does not declare; a message that still reaches such a sender
+  (the declaration was removed meanwhile) fails, never goes out as its readable
+  rendering. A Messenger agent reply after 24 hours carries its message tag
+  (HUMAN_AGENT).
 - Twilio reports delivery to the channel's webhook URL (``StatusCallback``).
 - The sandbox SMS provider sends nothing anywhere: it answers a generated id, status
   ``sent``; its delivery receipts come only from whoever posts them to its webhook.
@@ -30,6 +32,7 @@ from app.conversations.delivery import (
     SendResult,
     register_sender,
 )
+from app.conversations.windows import declared_template, undeclared_template
 from app.messaging.providers import (
     Outgoing,
     ProviderError,
@@ -75,15 +78,28 @@ async def media_urls(ctx: OutboundContext) -> list[str]:
     return urls
 
 
-def outgoing_template(stored: dict[str, Any]) -> OutgoingTemplate:
-    """The template as stored on the message ({name, language, parameters})."""
+def outgoing_template(
+    stored: dict[str, Any], provider: str = "meta", config: Any = None
+) -> OutgoingTemplate:
+    """The template as stored on the message ({name, language, parameters}); through
+    Twilio, with the Content SID the channel declares for it now."""
     name, language = stored.get("name"), stored.get("language")
     parameters = stored.get("parameters") or []
     if not isinstance(name, str) or not isinstance(language, str):
         raise SendFailed("the stored template has no name or language", retryable=False)
     if not isinstance(parameters, list) or not all(isinstance(p, str) for p in parameters):
         raise SendFailed("the stored template's parameters are not text", retryable=False)
-    return OutgoingTemplate(name=name, language=language, parameters=tuple(parameters))
+    content_sid = None
+    if provider == "twilio":
+        problem = undeclared_template(config, name, language, len(parameters))
+        declared = declared_template(config, name, language)
+        if problem is not None or declared is None:
+            reason = problem[1] if problem else "the template is not declared"
+            raise SendFailed(reason, retryable=False)
+        content_sid = str(declared.get("content_sid") or "")
+    return OutgoingTemplate(
+        name=name, language=language, parameters=tuple(parameters), content_sid=content_sid
+    )
 
 
 class ProviderSender:
@@ -105,12 +121,12 @@ class ProviderSender:
             sender = ctx.channel_numbers[0]
         template = None
         if ctx.template is not None:
-            if ctx.channel.type != "whatsapp" or provider != "meta":
+            if ctx.channel.type != "whatsapp" or provider not in ("meta", "twilio"):
                 raise SendFailed(
-                    f"templates are sent on WhatsApp through Meta only, not {provider}",
+                    f"templates are sent on WhatsApp through Meta or Twilio, not {provider}",
                     retryable=False,
                 )
-            template = outgoing_template(ctx.template)
+            template = outgoing_template(ctx.template, provider, config)
         try:
             message = Outgoing(
                 base_url=api_base(ctx.settings, provider),

@@ -3,7 +3,11 @@ speaking the wire formats our messaging adapters meet:
 
 - Twilio ``POST /2010-04-01/Accounts/{sid}/Messages.json``: HTTP basic auth (AccountSid,
   auth token), form fields, ``201`` JSON with an ``SM...`` sid; errors as
-  ``{code, message, more_info, status}``.
+  ``{code, message, more_info, status}``. A WhatsApp template goes by its Content SID
+  (``twilio_content``: one of the account's approved templates, with so many variables;
+  else 21655) with ``ContentVariables``, a JSON object of string keys "1".."n" to
+  non-empty text (else 21656; variables without a ContentSid 21654); a ContentSid with a
+  Body or MediaUrl is refused too. ``twilio_templates`` records what each one sent.
 - Graph ``POST /{version}/{phone_number_id}/messages`` (WhatsApp Cloud API) and
   ``POST /{version}/me/messages`` (Messenger): bearer tokens, JSON; errors as
   ``{"error": {message, type, code, fbtrace_id}}``. WhatsApp templates must be approved
@@ -97,8 +101,11 @@ class _Failure:
 
 @dataclass
 class FakeProviders(FakeService):
-    # Twilio: AccountSid -> auth token.
+    # Twilio: AccountSid -> auth token; Content SID -> (AccountSid, variable count); the
+    # content templates sent: (Content SID, variables).
     twilio_accounts: dict[str, str] = field(default_factory=dict)
+    twilio_contents: dict[str, tuple[str, int]] = field(default_factory=dict)
+    twilio_templates: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     # Graph: access token -> the phone_number_id (WhatsApp) or page id (Messenger) it serves.
     whatsapp_tokens: dict[str, str] = field(default_factory=dict)
     page_tokens: dict[str, str] = field(default_factory=dict)
@@ -136,6 +143,13 @@ class FakeProviders(FakeService):
         sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
         self.twilio_accounts[sid] = token
         return sid, token
+
+    def twilio_content(self, sid: str, variables: int) -> str:
+        """A content template approved for WhatsApp on the account, with so many body
+        variables: its Content SID."""
+        content_sid = "HX" + secrets.token_hex(16)
+        self.twilio_contents[content_sid] = (sid, variables)
+        return content_sid
 
     def whatsapp_number(self) -> tuple[str, str]:
         number_id, token = str(secrets.randbelow(10**15) + 10**14), "EAAG" + secrets.token_hex(20)
@@ -284,7 +298,12 @@ class FakeProviders(FakeService):
             )
         body = (form.get("Body") or [""])[0]
         media = form.get("MediaUrl") or []
-        if not body and not media:
+        content_sid = (form.get("ContentSid") or [""])[0]
+        if content_sid or form.get("ContentVariables"):
+            refused = self._twilio_content(sid, content_sid, form, bool(body or media))
+            if refused is not None:
+                return refused
+        elif not body and not media:
             return self.twilio_error(400, 21602, "Message body is required.")
         message_sid = "SM" + secrets.token_hex(16)
         return 201, {
@@ -304,6 +323,37 @@ class FakeProviders(FakeService):
             "to": to,
             "uri": f"/2010-04-01/Accounts/{sid}/Messages/{message_sid}.json",
         }
+
+    def _twilio_content(
+        self, sid: str, content_sid: str, form: dict[str, list[str]], has_body: bool
+    ) -> Answer | None:
+        """The Content API's rules for a template send; None when it may go (and then
+        it is recorded in ``twilio_templates``)."""
+        if not content_sid:
+            return self.twilio_error(400, 21654, "ContentSid Required")
+        if has_body:
+            return self.twilio_error(
+                400, 21619, "A message with a ContentSid takes no Body or MediaUrl"
+            )
+        known = self.twilio_contents.get(content_sid)
+        if known is None or known[0] != sid:
+            return self.twilio_error(400, 21655, "The ContentSid is Invalid")
+        raw = (form.get("ContentVariables") or ["{}"])[0]
+        try:
+            variables = json.loads(raw)
+        except ValueError:
+            variables = None
+        # A JSON object's keys are strings; they must be exactly "1".."n".
+        expected = {str(i) for i in range(1, known[1] + 1)}
+        if not (
+            isinstance(variables, dict)
+            and set(variables) == expected
+            and all(isinstance(v, str) and v for v in variables.values())
+        ):
+            return self.twilio_error(400, 21656, "The ContentVariables Parameter is invalid")
+        with self._lock:
+            self.twilio_templates.append((content_sid, variables))
+        return None
 
     # Media --------------------------------------------------------------------------------
 

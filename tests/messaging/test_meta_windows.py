@@ -1,6 +1,7 @@
 """Meta's messaging windows, as an operator meets them: past WhatsApp's 24 hours an
 agent sends an approved template (Graph's template wire format), never free text; a
-template is WhatsApp-through-Meta only. On Messenger an agent may answer for 7 days,
+template is WhatsApp only (through Twilio, the channel must declare it:
+test_twilio_templates.py). On Messenger an agent may answer for 7 days,
 tagged HUMAN_AGENT after the first 24 hours; bots get the 24 hours only."""
 
 from __future__ import annotations
@@ -153,7 +154,11 @@ async def test_a_template_on_an_sms_channel_is_refused(app, client, clean_db, wi
     assert wired.made(r".*/Messages\.json") == []
 
 
-async def test_a_template_on_whatsapp_through_twilio_is_refused(app, client, clean_db, wired):
+async def test_a_template_a_twilio_channel_does_not_declare_is_refused(
+    app, client, clean_db, wired
+):
+    """Meta judges a template by name when it is sent; Twilio needs its Content SID, so
+    a Twilio channel sends only the templates it declares."""
     tenant = await messaging_tenant(client)
     sid, token = wired.twilio_account()
     await create_channel(client, tenant, "whatsapp", "twilio", sid, {"auth_token": token})
@@ -165,9 +170,13 @@ async def test_a_template_on_whatsapp_through_twilio_is_refused(app, client, cle
     with pytest.raises(InvalidInput) as refused:
         await reply(app, tenant, conv_id, "", template=ORDER_UPDATE)
 
-    assert refused.value.code == "template-not-supported"
-    assert "twilio" in refused.value.detail
+    assert (refused.value.code, refused.value.field) == (
+        "template-not-declared",
+        "body.template.name",
+    )
+    assert "config.templates" in refused.value.detail
     assert await outbound_count(clean_db) == 0
+    assert wired.made(r".*/Messages\.json") == []
 
 
 @pytest.mark.parametrize(

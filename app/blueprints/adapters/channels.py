@@ -22,7 +22,7 @@ CONFIG_KEYS: dict[str, tuple[str, ...]] = {
     "webchat": ("allowed_origins", "greeting", "theme", "queue", "flow"),
     "email": ("local_part", "reply_from", "display_name", "queue", "flow"),
     "sms": ("provider", "provider_account_id", "phone_numbers", "queue", "flow"),
-    "whatsapp": ("provider", "provider_account_id", "queue", "flow"),
+    "whatsapp": ("provider", "provider_account_id", "templates", "queue", "flow"),
     "wechat": ("provider", "provider_account_id", "queue", "flow"),
     "messenger": ("provider", "provider_account_id", "queue", "flow"),
 }

@@ -182,11 +182,13 @@ class WebhookCheck:
 @dataclass(frozen=True)
 class OutgoingTemplate:
     """An approved WhatsApp message template: its name, the translation's language code
-    and the values of its body's placeholders, in order."""
+    and the values of its body's placeholders, in order. ``content_sid``: Twilio's id of
+    it, as the channel declares it (Twilio sends by id, not by name)."""
 
     name: str
     language: str
     parameters: tuple[str, ...] = ()
+    content_sid: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,11 @@ MessageSid, which ingress deduplicates.
 
 Sending is ``POST /2010-04-01/Accounts/{AccountSid}/Messages.json`` (form-encoded,
 HTTP basic auth with the AccountSid and auth token; JSON answer with ``sid`` and
-``status``). WhatsApp addresses carry a ``whatsapp:`` prefix on both sides.
+``status``). WhatsApp addresses carry a ``whatsapp:`` prefix on both sides. A WhatsApp
+template goes through the Content API: ``ContentSid`` (HX..., the approved template the
+channel declares) and ``ContentVariables``, a JSON object of the body's variables
+(``{"1": ..., "2": ...}``), instead of ``Body`` and ``MediaUrl``
+(https://www.twilio.com/docs/content/send-templates-created-with-the-content-template-builder).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -28,6 +33,7 @@ from app.messaging.providers.base import (
     InboundMessage,
     MediaRef,
     Outgoing,
+    OutgoingTemplate,
     ProviderError,
     ReceiptStatus,
     SendResult,
@@ -246,10 +252,13 @@ class TwilioAdapter:
             form["MessagingServiceSid"] = sender
         else:
             form["From"] = self._address(sender)
-        if message.text:
-            form["Body"] = message.text
-        if message.media_urls:
-            form["MediaUrl"] = list(message.media_urls)  # repeated: MediaUrl=a&MediaUrl=b
+        if message.template is not None:
+            form.update(self._content(message.template))
+        else:
+            if message.text:
+                form["Body"] = message.text
+            if message.media_urls:
+                form["MediaUrl"] = list(message.media_urls)  # repeated: MediaUrl=a&MediaUrl=b
         if message.status_callback:
             form["StatusCallback"] = message.status_callback
         base = message.base_url.rstrip("/")
@@ -266,6 +275,23 @@ class TwilioAdapter:
             raise ProviderError(self.provider, "the answer carries no sid", retryable=False)
         status = _SEND_STATUS.get(str(body.get("status") or "").lower(), "sent")
         return SendResult(provider_message_id=sid, status=status)
+
+    def _content(self, template: OutgoingTemplate) -> dict[str, str | list[str]]:
+        """A template as Twilio's Content API takes it: by its Content SID, with the
+        parameters as numbered variables."""
+        if not self._whatsapp:
+            raise ProviderError(self.provider, "templates are for WhatsApp", retryable=False)
+        if not template.content_sid:
+            raise ProviderError(
+                self.provider,
+                f"template {template.name} ({template.language}) has no Content SID",
+                retryable=False,
+            )
+        form: dict[str, str | list[str]] = {"ContentSid": template.content_sid}
+        if template.parameters:
+            variables = {str(i): value for i, value in enumerate(template.parameters, 1)}
+            form["ContentVariables"] = json.dumps(variables, ensure_ascii=False)
+        return form
 
     def _refused(self, r: httpx.Response) -> ProviderError:
         code: Any = None
