@@ -29,6 +29,11 @@ Phases, each ``--seconds`` at ``--workers`` concurrency, one after the other in 
    ``client_message_id``. The per-visitor message limit is raised for the run (see the
    JSON's ``scenario.env``): the limiter still runs (one counter upsert per message).
 
+``--baseline-tree DIR --rounds N``: a second ``switchboard api`` runs DIR's app package
+(a copy of the tree before a change) on the same database, with the same keys; every
+phase runs N times on each server, the servers taking turns, and the JSON's
+``phases.<name>.median`` compares them (``runs`` holds each run).
+
 Each message's text is a unique tag; after a phase the database is asked, per tag, how
 many messages and usage events exist: ``lost`` (a 2xx without its message or usage
 event) and ``duplicated`` (more than one) must be 0. Progress on stderr, one JSON object
@@ -97,6 +102,22 @@ def parse() -> argparse.Namespace:
         help="extra environment for the API process (e.g. SWITCHBOARD_DB_MAX_OVERFLOW=30)",
     )
     ap.add_argument(
+        "--baseline-tree",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also run a second API from DIR's app package (PYTHONPATH=DIR), e.g. a copy of "
+        "the tree before a change, against the same database; the phases alternate between "
+        "the two servers",
+    )
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="with --baseline-tree: each phase this many times per server, alternating "
+        "which server goes first; medians in the JSON's comparison",
+    )
+    ap.add_argument(
         "--setup-concurrency",
         type=int,
         default=8,
@@ -131,10 +152,14 @@ class Api:
     proc: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
     env_overrides: dict[str, str] = field(default_factory=dict)
+    label: str = "api"
+    # Another tree's app package first on the path (--baseline-tree); keys and data are
+    # shared through ``workdir``: visitor tokens and channel secrets work on both.
+    tree: Path | None = None
 
     @property
     def log(self) -> Path:
-        return self.workdir / "api.log"
+        return self.workdir / f"{self.label}.log"
 
     @property
     def base(self) -> str:
@@ -165,6 +190,10 @@ class Api:
             SWITCHBOARD_DATA_DIR=str(self.workdir),
             SWITCHBOARD_PUBLIC_URL=self.base,
         )
+        if self.tree is not None:
+            env["PYTHONPATH"] = os.pathsep.join(
+                [str(self.tree), *filter(None, [os.environ.get("PYTHONPATH")])]
+            )
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - our own CLI
                 [*argv, "api", "--host", HOST, "--port", str(self.port)],
@@ -568,77 +597,148 @@ def sms_request(t: Tenant, run: str, tag: str, phone: str) -> Request:
     return ("POST", f"/v1/webhooks/sms/sandbox/{t.account}", body, headers, tag)
 
 
+@dataclass
+class Target:
+    """A server under test, its client and its CPU meter."""
+
+    label: str
+    client: httpx.AsyncClient
+    meter: Meter
+
+
+# What the comparison takes the median of, per server and phase.
+COMPARED = {
+    "throughput_rps": lambda r: r["throughput_rps"],
+    "p50_ms": lambda r: r["latency_ms"]["p50"],
+    "p95_ms": lambda r: r["latency_ms"]["p95"],
+    "p99_ms": lambda r: r["latency_ms"]["p99"],
+    "api_cpu_ms_per_request": lambda r: r["cpu"]["api_cpu_ms_per_request"],
+    "postgres_cpu_ms_per_request": lambda r: r["cpu"]["postgres_cpu_ms_per_request"],
+    "rps_per_api_core": lambda r: r["cpu"]["rps_per_api_core"],
+}
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, get in COMPARED.items():
+        values = sorted(v for v in (get(r) for r in runs) if v is not None)
+        if values:
+            mid = len(values) // 2
+            even = len(values) % 2 == 0
+            out[key] = round((values[mid - 1] + values[mid]) / 2, 3) if even else values[mid]
+    checks = [r["check"] for r in runs if "check" in r]
+    if checks:
+        out["lost"] = sum(c["lost"] + c["usage_lost"] for c in checks)
+        out["duplicated"] = sum(c["duplicated"] + c["usage_duplicated"] for c in checks)
+    out["errors"] = sum(sum(r["errors"].values()) for r in runs)
+    return out
+
+
 async def run_phases(
-    client: httpx.AsyncClient,
+    targets: list[Target],
     args: argparse.Namespace,
     db: bdb.BenchDb,
-    meter: Meter,
     tenants: list[Tenant],
     run: str,
 ) -> dict[str, Any]:
+    """Every phase on every target, ``args.rounds`` times each; the targets take turns
+    (the first goes first in even rounds, last in odd ones) so that the machine's other
+    load falls on both alike."""
     rng = random.Random(5)
     phases: dict[str, Any] = {}
-    phases["baseline"] = await phase(
-        "baseline",
-        client,
-        args,
-        db,
-        meter,
-        lambda i: ("GET", "/healthz", None, {}, None),
-        None,
-    )
+    numbers = iter(range(10**7))  # new customers' numbers, unique across runs
 
-    p = f"bench-{run}-new-"
+    async def each(
+        name: str, make_for: Callable[[str], Callable[[int], Request]], tagged: bool
+    ) -> None:
+        runs: dict[str, list[dict[str, Any]]] = {t.label: [] for t in targets}
+        for r in range(args.rounds):
+            for t in targets if r % 2 == 0 else targets[::-1]:
+                prefix = f"bench-{run}-{name}-{t.label}-{r}-"
+                out = await phase(
+                    f"{name} [{t.label}, round {r + 1}]",
+                    t.client,
+                    args,
+                    db,
+                    t.meter,
+                    make_for(prefix),
+                    prefix if tagged else None,
+                )
+                runs[t.label].append(out)
+        if len(targets) == 1 and args.rounds == 1:
+            phases[name] = runs[targets[0].label][0]
+        else:
+            phases[name] = {
+                "median": {label: medians(rs) for label, rs in runs.items()},
+                "runs": runs,
+            }
 
-    def new_customer(i: int) -> Request:
-        t = tenants[i % len(tenants)]
-        return sms_request(t, run, f"{p}{i}", f"+1415{2_000_000 + i}")
+    def baseline(prefix: str) -> Callable[[int], Request]:
+        return lambda i: ("GET", "/healthz", None, {}, None)
 
-    phases["sms_new_customers"] = await phase(
-        "sms_new_customers", client, args, db, meter, new_customer, p
-    )
+    def new_customer(prefix: str) -> Callable[[int], Request]:
+        def make(i: int) -> Request:
+            t = tenants[i % len(tenants)]
+            return sms_request(t, run, f"{prefix}{i}", f"+1415{2_000_000 + next(numbers)}")
 
-    p2 = f"bench-{run}-same-"
+        return make
 
-    def same_conversation(i: int) -> Request:
-        t = tenants[rng.randrange(len(tenants))]
-        return sms_request(t, run, f"{p2}{i}", rng.choice(t.pool))
+    def same_conversation(prefix: str) -> Callable[[int], Request]:
+        def make(i: int) -> Request:
+            t = tenants[rng.randrange(len(tenants))]
+            return sms_request(t, run, f"{prefix}{i}", rng.choice(t.pool))
 
-    phases["sms_same_conversation"] = await phase(
-        "sms_same_conversation", client, args, db, meter, same_conversation, p2
-    )
+        return make
 
-    p3 = f"bench-{run}-widget-"
     visitors = [v for t in tenants for v in t.visitors]
 
-    def widget(i: int) -> Request:
-        headers, conversation = visitors[rng.randrange(len(visitors))]
-        tag = f"{p3}{i}"
-        body = json.dumps({"text": tag, "client_message_id": f"c-{i}"}).encode()
-        return (
-            "POST",
-            f"/v1/widget/conversations/{conversation}/messages",
-            body,
-            headers | {"Content-Type": "application/json"},
-            tag,
-        )
+    def widget(prefix: str) -> Callable[[int], Request]:
+        def make(i: int) -> Request:
+            headers, conversation = visitors[rng.randrange(len(visitors))]
+            tag = f"{prefix}{i}"
+            body = json.dumps({"text": tag, "client_message_id": f"c-{tag}"[:100]}).encode()
+            return (
+                "POST",
+                f"/v1/widget/conversations/{conversation}/messages",
+                body,
+                headers | {"Content-Type": "application/json"},
+                tag,
+            )
 
-    phases["widget_messages"] = await phase("widget_messages", client, args, db, meter, widget, p3)
+        return make
+
+    await each("baseline", baseline, False)
+    await each("sms_new_customers", new_customer, True)
+    await each("sms_same_conversation", same_conversation, True)
+    await each("widget_messages", widget, True)
     return phases
 
 
 async def bench(
-    args: argparse.Namespace, api: Api, db: bdb.BenchDb, postmaster: int | None, run: str
+    args: argparse.Namespace, apis: list[Api], db: bdb.BenchDb, postmaster: int | None, run: str
 ) -> dict[str, Any]:
     limits = httpx.Limits(max_connections=args.workers, max_keepalive_connections=args.workers)
-    async with httpx.AsyncClient(
-        base_url=api.base, http1=True, http2=False, limits=limits, timeout=args.timeout
-    ) as client:
-        log(f"setup: {args.tenants} tenants through the API")
-        tenants, took = await setup(client, args, db, run)
+    async with contextlib.AsyncExitStack() as stack:
+        targets = [
+            Target(
+                api.label,
+                await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        base_url=api.base,
+                        http1=True,
+                        http2=False,
+                        limits=limits,
+                        timeout=args.timeout,
+                    )
+                ),
+                Meter(api, postmaster),
+            )
+            for api in apis
+        ]
+        log(f"setup: {args.tenants} tenants through the API ({apis[0].label})")
+        tenants, took = await setup(targets[0].client, args, db, run)
         log(f"  setup took {took}")
-        meter = Meter(api, postmaster)
-        phases = await run_phases(client, args, db, meter, tenants, run)
+        phases = await run_phases(targets, args, db, tenants, run)
     return {"setup_seconds": took, "phases": phases}
 
 
@@ -662,18 +762,35 @@ def main() -> None:
         result["machine"]["fsync"] = False if srv.embedded else "server's own"
         with bdb.database(srv) as db:
             log(f"database {db.name} migrated; starting switchboard api")
-            api = Api(db, workdir, extra_env=args.api_env)
+            apis = [Api(db, workdir, extra_env=args.api_env, label="current")]
+            if args.baseline_tree is not None:
+                apis.append(
+                    Api(
+                        db,
+                        workdir,
+                        extra_env=args.api_env,
+                        label="baseline",
+                        tree=args.baseline_tree.resolve(),
+                    )
+                )
+            api = apis[0]
+            kept = Path(tempfile.gettempdir()) / f"bench-conversations-api-{os.getpid()}.log"
             try:
-                api.start()
-                log(f"  api pid {api.pid} on {api.base}")
-                out = asyncio.run(bench(args, api, db, srv.postmaster_pid(), run))
-                result["api_peak_rss_mb"] = bdb.peak_rss_mb(api.pid)
+                for one in apis:  # one after the other: the first generates the keys
+                    one.start()
+                    log(f"  {one.label} api pid {one.pid} on {one.base}")
+                out = asyncio.run(bench(args, apis, db, srv.postmaster_pid(), run))
+                rss = {one.label: bdb.peak_rss_mb(one.pid) for one in apis}
+                result["api_peak_rss_mb"] = rss if len(apis) > 1 else rss[api.label]
             finally:
-                api.stop()
-                # The log outlives the run; the generated keys do not.
-                kept = Path(tempfile.gettempdir()) / f"bench-conversations-api-{os.getpid()}.log"
+                for one in apis:
+                    one.stop()
+                # The logs outlive the run; the generated keys do not.
                 with contextlib.suppress(OSError):
                     shutil.copyfile(api.log, kept)
+                for one in apis[1:]:
+                    with contextlib.suppress(OSError):
+                        shutil.copyfile(one.log, kept.with_suffix(f".{one.label}.log"))
                 shutil.rmtree(workdir, ignore_errors=True)
         log("database dropped")
     result["scenario"] = {
@@ -688,6 +805,8 @@ def main() -> None:
         "tenants' plan set to enterprise by SQL",
         "routing_workers": 0,
         "env": api.env_overrides,
+        "servers": {one.label: str(one.tree) if one.tree else "this tree" for one in apis},
+        "rounds": args.rounds,
     }
     result.update(out)
     result["machine"]["loadavg_end"] = loadavg()

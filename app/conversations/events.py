@@ -28,18 +28,9 @@ async def post_event(
 ) -> int:
     """Append an event; ``audience`` ``all`` (the customer sees it too) or ``agents``.
     Every live agent or supervisor participant gets it as ``conversation.<topic>``."""
-    event_id: int = await conn.fetchval(
-        """
-        WITH ins AS (
-          INSERT INTO conversation_events (tenant_id, conversation_id, topic, audience,
-                                           payload, created_at)
-          VALUES ($1, $2, $3, $4, $5::jsonb, now())
-          RETURNING id
-        )
-        SELECT id FROM ins, LATERAL (
-          SELECT pg_notify($6, $1::text || ':' || $2::text || ':' || ins.id::text)
-        ) n
-        """,
+    # One round trip: the event, its NOTIFY (delivered at commit) and who takes part.
+    row = await conn.fetchrow(
+        _POST,
         scope.tenant_id,
         conversation_id,
         topic,
@@ -47,22 +38,63 @@ async def post_event(
         dumps(payload),
         CONVERSATION_CHANNEL,
     )
-    watchers = await conn.fetch(
-        "SELECT DISTINCT coalesce(agent_id, user_id) AS who FROM conversation_participants "
-        "WHERE tenant_id = $1 AND conversation_id = $2 AND state <> 'left' "
-        "AND coalesce(agent_id, user_id) IS NOT NULL",
-        scope.tenant_id,
-        conversation_id,
+    event_id: int = row["id"]
+    await copy_to_agents(
+        conn, scope, conversation_id, topic, payload, event_id, row["watchers"], exclude_agent
     )
+    return event_id
+
+
+def event_ctes(
+    tenant: str, conversation: str, topic: str, audience: str, payload: str, channel: str
+) -> str:
+    """:func:`post_event`'s writes as common table expressions for a statement that
+    does more (its arguments: the SQL of each value). ``announced`` yields the event's
+    ``id`` and the ``watchers`` to pass to :func:`copy_to_agents`; the statement must
+    select from it (the NOTIFY is sent by reading it)."""
+    return f"""
+    event AS (
+      INSERT INTO conversation_events (tenant_id, conversation_id, topic, audience, payload,
+                                       created_at)
+      VALUES ({tenant}, {conversation}, {topic}, {audience}, {payload}::jsonb, now())
+      RETURNING id
+    ), announced AS (
+      SELECT event.id, ARRAY(
+               SELECT DISTINCT coalesce(agent_id, user_id) FROM conversation_participants
+                WHERE tenant_id = {tenant} AND conversation_id = {conversation}
+                  AND state <> 'left' AND coalesce(agent_id, user_id) IS NOT NULL
+             ) AS watchers
+        FROM event, LATERAL (
+          SELECT pg_notify({channel}, {tenant}::text || ':' || {conversation}::text || ':'
+                           || event.id::text)
+        ) AS n
+    )
+    """  # noqa: S608 - the values are placeholders or literals of ours
+
+
+_POST_CTES = event_ctes("$1", "$2", "$3", "$4", "$5", "$6")
+_POST = f"WITH {_POST_CTES} SELECT id, watchers FROM announced"  # noqa: S608 - a constant
+
+
+async def copy_to_agents(
+    conn: asyncpg.Connection,
+    scope: TenantScope,
+    conversation_id: uuid.UUID,
+    topic: str,
+    payload: dict[str, Any],
+    event_id: int,
+    watchers: list[uuid.UUID],
+    exclude_agent: uuid.UUID | None = None,
+) -> None:
+    """The event in the outbox of each agent or supervisor taking part (``watchers``)."""
     shard = shard_of(scope.tenant_id)
     agent_topic = topic if topic.startswith("conversation.") else f"conversation.{topic}"
     body = {"conversation_id": str(conversation_id), "event_id": event_id, **payload}
     await emit(
         conn,
         [
-            (scope.tenant_id, shard, w["who"], agent_topic, body)
-            for w in watchers
-            if w["who"] != exclude_agent
+            (scope.tenant_id, shard, who, agent_topic, body)
+            for who in watchers
+            if who != exclude_agent
         ],
     )
-    return event_id

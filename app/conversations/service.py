@@ -8,15 +8,23 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.conversations.events import post_event
-from app.conversations.schemas import MESSAGE_COLUMNS, message_read
+from app.conversations.events import (
+    CONVERSATION_CHANNEL,
+    copy_to_agents,
+    event_ctes,
+    post_event,
+)
+from app.conversations.inbound_lookup import duplicate_or_conversation
+from app.conversations.schemas import message_read
 from app.core.errors import InvalidInput, NotFound, SwitchboardError
 from app.core.metrics import MESSAGES
 from app.customers.service import ResolvedIdentity, add_timeline
@@ -25,7 +33,7 @@ from app.db.tenant import TenantScope
 from app.routing.connection import raw
 from app.routing.transitions import dumps
 from app.storage.base import ObjectStore, tenant_key
-from app.usage.service import record
+from app.usage.service import UsageRow, record_on, usage_row
 
 log = logging.getLogger("switchboard.conversations")
 
@@ -42,6 +50,7 @@ PREVIEW_CHARS = 200
 MAX_BODY_CHARS = 100_000
 # Nobody holds the conversation in these states: a customer message routes it again.
 UNHELD = ("open", "pending_customer", "resolved")
+_ONE = Decimal(1)
 
 
 @dataclass(frozen=True)
@@ -114,11 +123,12 @@ async def receive(
     conn = await raw(session)
     if len(content.text) > MAX_BODY_CHARS:
         raise InvalidInput(f"body.text: longer than {MAX_BODY_CHARS} characters", field="body.text")
-    dup = await _duplicate(conn, scope, channel, content, conversation_id)
+    dup, conv = await duplicate_or_conversation(
+        conn, scope, channel, identity, content, conversation_id
+    )
     if dup is not None:
         return Received(dup["conversation_id"], dup["id"], True, False)
     now = utcnow()
-    conv = await _find_conversation(conn, scope, channel, identity, content, conversation_id)
     opened = conv is None
     if conv is None:
         conv = await open_conversation(
@@ -133,15 +143,37 @@ async def receive(
     message_id = uuid7()
     attachments = await _store_attachments(conn, scope, store, cid, message_id, content)
     email = content.email
-    await conn.execute(
-        """
-        INSERT INTO messages (tenant_id, id, conversation_id, customer_id, direction,
-            sender_kind, channel, channel_id, body, attachments, status,
-            provider_message_id, client_message_id, email_message_id, email_in_reply_to,
-            email_references, subject, attempts, created_at, to_address)
-        VALUES ($1, $2, $3, $4, 'inbound', 'customer', $5, $6, $7, $8::jsonb, 'received',
-                $9, $10, $11, $12, $13::jsonb, $14, 0, $15, $16)
-        """,
+    usage = _usage(channel.type, message_id, cid, "inbound", now)
+    subject = (email.subject or None) if email else None
+    # The message as readers see it: the event carries it, and it is written in the same
+    # statement (every value is ours; the columns' defaults are nulls).
+    message = message_read(
+        {
+            "id": message_id,
+            "conversation_id": cid,
+            "direction": "inbound",
+            "sender_kind": "customer",
+            "agent_id": None,
+            "channel": channel.type,
+            "channel_id": channel.id,
+            "body": content.text,
+            "attachments": attachments,
+            "status": "received",
+            "subject": subject,
+            "client_message_id": content.client_message_id,
+            "created_at": now,
+            "sent_at": None,
+            "delivered_at": None,
+            "read_at": None,
+            "error": None,
+        }
+    )
+    event = {"message": message.model_dump(mode="json")}
+    # One round trip: the message, its usage event, its place on the customer's timeline,
+    # the conversation's latest channel (where replies go by default) and the
+    # message.created event with its NOTIFY (sent at commit).
+    row = await conn.fetchrow(
+        _INSERT_INBOUND,
         scope.tenant_id,
         message_id,
         cid,
@@ -155,45 +187,61 @@ async def receive(
         email.message_id if email else None,
         email.in_reply_to if email else None,
         dumps(email.references if email else []),
-        (email.subject or None) if email else None,
+        subject,
         now,
         content.to_address[:254] if content.to_address else None,
+        uuid7(),
+        identity.identity_id,
+        dumps({"text": preview(content.text), "attachments": len(attachments)}),
+        uuid7(),
+        usage.meter,
+        usage.quantity,
+        usage.idempotency_key,
+        usage.attributes_json,
+        dumps(event),
+        CONVERSATION_CHANNEL,
     )
-    await meter_message(session, scope, channel.type, message_id, cid, "inbound", now)
+    if not row["metered"]:  # the key was taken: record_on compares with the first event
+        await _meter_on(conn, scope, channel.type, message_id, cid, "inbound", now)
     MESSAGES.inc(scope.tenant_id, channel.type, "inbound", "received")
-    await add_timeline(
-        conn,
-        scope,
-        customer_id=conv["customer_id"],
-        identity_id=identity.identity_id,
-        kind="message.received",
-        at=now,
-        conversation_id=cid,
-        channel=channel.type,
-        ref_id=message_id,
-        summary={"text": preview(content.text), "attachments": len(attachments)},
-    )
-    # The customer's latest channel is where replies go by default.
-    await conn.execute(
-        "UPDATE conversations SET last_message_at = $3, channel = $4, channel_id = $5, "
-        "updated_at = $3, version = version + 1 WHERE tenant_id = $1 AND id = $2",
-        scope.tenant_id,
-        cid,
-        now,
-        channel.type,
-        channel.id,
-    )
-    row = await conn.fetchrow(
-        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE tenant_id = $1 AND id = $2",  # noqa: S608
-        scope.tenant_id,
-        message_id,
-    )
-    await post_event(
-        conn, scope, cid, "message.created", {"message": message_read(row).model_dump(mode="json")}
+    await copy_to_agents(
+        conn, scope, cid, "message.created", event, row["event_id"], row["watchers"]
     )
     if conv["state"] in UNHELD or opened:
-        await route(session, scope, plan, conversation_id=cid, channel=channel, at=now)
+        await route(session, scope, plan, conversation_id=cid, channel=channel, at=now, locked=conv)
     return Received(cid, message_id, False, opened)
+
+
+_INSERT_INBOUND = (
+    """
+WITH msg AS (
+  INSERT INTO messages (tenant_id, id, conversation_id, customer_id, direction,
+      sender_kind, channel, channel_id, body, attachments, status,
+      provider_message_id, client_message_id, email_message_id, email_in_reply_to,
+      email_references, subject, attempts, created_at, to_address)
+  VALUES ($1, $2, $3, $4, 'inbound', 'customer', $5, $6, $7, $8::jsonb, 'received',
+          $9, $10, $11, $12, $13::jsonb, $14, 0, $15, $16)
+), timeline AS (
+  INSERT INTO timeline_events (tenant_id, id, customer_id, identity_id, at, kind, channel,
+      conversation_id, ref_id, summary)
+  VALUES ($1, $17, $4, $18, $15, 'message.received', $5, $3, $2, $19::jsonb)
+), conversation AS (
+  UPDATE conversations SET last_message_at = $15, channel = $5, channel_id = $6,
+         updated_at = $15, version = version + 1
+   WHERE tenant_id = $1 AND id = $3
+), usage AS (
+  INSERT INTO usage_events (tenant_id, id, meter, quantity, occurred_at, recorded_at,
+      idempotency_key, attributes)
+  VALUES ($1, $20, $21, $22, $15, now(), $23, $24::jsonb)
+  ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+  RETURNING id
+),"""  # noqa: S608 - placeholders and literals of ours
+    + event_ctes("$1", "$3", "'message.created'", "'all'", "$25", "$26")
+    + """
+SELECT announced.id AS event_id, announced.watchers, EXISTS (SELECT 1 FROM usage) AS metered
+  FROM announced
+"""
+)
 
 
 async def meter_message(
@@ -206,13 +254,44 @@ async def meter_message(
     at: datetime,
 ) -> None:
     """One message on the usage ledger, in the transaction that stores it."""
-    await record(
-        session,
+    await _meter_on(
+        await raw(session), scope, channel_type, message_id, conversation_id, direction, at
+    )
+
+
+def _usage(
+    channel_type: str,
+    message_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    direction: str,
+    at: datetime,
+) -> UsageRow:
+    return usage_row(
+        f"messages.{channel_type}",
+        _ONE,
+        at,
+        f"message:{message_id}",
+        {"direction": direction, "conversation_id": str(conversation_id)},
+    )
+
+
+async def _meter_on(
+    conn: asyncpg.Connection,
+    scope: TenantScope,
+    channel_type: str,
+    message_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    direction: str,
+    at: datetime,
+) -> None:
+    usage = _usage(channel_type, message_id, conversation_id, direction, at)
+    await record_on(
+        conn,
         scope,
-        meter=f"messages.{channel_type}",
-        quantity=1,
+        meter=usage.meter,
+        quantity=usage.quantity,
         occurred_at=at,
-        idempotency_key=f"message:{message_id}",
+        idempotency_key=usage.idempotency_key,
         attributes={"direction": direction, "conversation_id": str(conversation_id)},
     )
 
@@ -228,13 +307,10 @@ async def open_conversation(
     attributes: dict[str, Any] | None = None,
 ) -> asyncpg.Record:
     cid = uuid7()
-    row = await conn.fetchrow(
-        """
-        INSERT INTO conversations (tenant_id, id, customer_id, identity_id, channel,
-            channel_id, state, subject, attributes, version, created_at, updated_at)
-        VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8::jsonb, 1, $9, $9)
-        RETURNING id, customer_id, state, channel_id
-        """,
+    # One round trip: the conversation, the customer as its participant, and the
+    # opening on the customer's timeline.
+    row: asyncpg.Record = await conn.fetchrow(
+        _OPEN,
         scope.tenant_id,
         cid,
         identity.customer_id,
@@ -244,28 +320,30 @@ async def open_conversation(
         (subject or None) and subject[:300] if subject else None,
         dumps(attributes or {}),
         at,
-    )
-    await conn.execute(
-        "INSERT INTO conversation_participants (tenant_id, id, conversation_id, kind, role, "
-        "state, joined_at) VALUES ($1, $2, $3, 'customer', 'customer', 'active', $4)",
-        scope.tenant_id,
         uuid7(),
-        cid,
-        at,
-    )
-    await add_timeline(
-        conn,
-        scope,
-        customer_id=identity.customer_id,
-        identity_id=identity.identity_id,
-        kind="conversation.opened",
-        at=at,
-        conversation_id=cid,
-        channel=channel.type,
-        ref_id=cid,
-        summary={"subject": subject} if subject else {},
+        uuid7(),
+        dumps({"subject": subject} if subject else {}),
     )
     return row
+
+
+_OPEN = """
+WITH conversation AS (
+  INSERT INTO conversations (tenant_id, id, customer_id, identity_id, channel,
+      channel_id, state, subject, attributes, version, created_at, updated_at)
+  VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8::jsonb, 1, $9, $9)
+  RETURNING id, customer_id, state, channel_id
+), participant AS (
+  INSERT INTO conversation_participants (tenant_id, id, conversation_id, kind, role, state,
+      joined_at)
+  VALUES ($1, $10, $2, 'customer', 'customer', 'active', $9)
+), timeline AS (
+  INSERT INTO timeline_events (tenant_id, id, customer_id, identity_id, at, kind, channel,
+      conversation_id, ref_id, summary)
+  VALUES ($1, $11, $3, $4, $9, 'conversation.opened', $5, $2, $2, $12::jsonb)
+)
+SELECT * FROM conversation
+"""
 
 
 async def route(
@@ -279,21 +357,27 @@ async def route(
     queue_id: uuid.UUID | None = None,
     extra_attributes: dict[str, Any] | None = None,
     preferred_agent_ids: list[uuid.UUID] | None = None,
+    locked: Mapping[str, Any] | None = None,
 ) -> uuid.UUID | None:
     """Put the conversation in line (a routing contact) on its channel's queue or flow,
     or ``queue_id``. When that cannot be done (no queue configured, the plan's limit of
     concurrent contacts, a full line) the conversation stays ``open`` with the reason on
-    it and on its event log, so nothing is lost and a supervisor sees why."""
+    it and on its event log, so nothing is lost and a supervisor sees why.
+
+    ``locked``: the conversation's row (``customer_id``, ``state``) when the caller
+    already holds its lock in this transaction; it is not read again."""
     from app.routing.contacts import enqueue
     from app.routing.schemas import ContactCreate
 
     conn = await raw(session)
-    conv = await conn.fetchrow(
-        "SELECT id, customer_id, state, attributes FROM conversations "
-        "WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-        scope.tenant_id,
-        conversation_id,
-    )
+    conv = locked
+    if conv is None:
+        conv = await conn.fetchrow(
+            "SELECT id, customer_id, state FROM conversations "
+            "WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+            scope.tenant_id,
+            conversation_id,
+        )
     if conv is None:
         raise NotFound("No such conversation.", code="conversation-not-found")
     target_queue = queue_id or _uuid_or_none(channel.config.get("queue_id"))
@@ -341,20 +425,16 @@ async def route(
             "conversation not routed: %s", reason, extra={"conversation_id": str(conversation_id)}
         )
         return None
-    queue = await conn.fetchval(
-        "SELECT queue_id FROM contacts WHERE tenant_id = $1 AND id = $2",
-        scope.tenant_id,
-        contact_id,
-    )
     reopened = conv["state"] in ("resolved", "pending_customer")
-    await conn.execute(
-        "UPDATE conversations SET state = 'queued', contact_id = $3, queue_id = $4, "
-        "resolved_at = NULL, attributes = attributes - 'unrouted_reason', updated_at = $5, "
-        "version = version + 1 WHERE tenant_id = $1 AND id = $2",
+    # The contact's queue, not the target: the line may have overflowed elsewhere.
+    queue = await conn.fetchval(
+        "UPDATE conversations SET state = 'queued', contact_id = $3, queue_id = ("
+        "SELECT queue_id FROM contacts WHERE tenant_id = $1 AND id = $3), "
+        "resolved_at = NULL, attributes = attributes - 'unrouted_reason', updated_at = $4, "
+        "version = version + 1 WHERE tenant_id = $1 AND id = $2 RETURNING queue_id",
         scope.tenant_id,
         conversation_id,
         contact_id,
-        queue,
         at,
     )
     if reopened:
@@ -382,76 +462,6 @@ def _uuid_or_none(value: Any) -> uuid.UUID | None:
     if value is None:
         return None
     return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
-
-
-async def _duplicate(
-    conn: asyncpg.Connection,
-    scope: TenantScope,
-    channel: ChannelRef,
-    content: InboundContent,
-    conversation_id: uuid.UUID | None,
-) -> asyncpg.Record | None:
-    if content.provider_message_id:
-        return await conn.fetchrow(
-            "SELECT id, conversation_id FROM messages WHERE tenant_id = $1 AND channel_id = $2 "
-            "AND provider_message_id = $3",
-            scope.tenant_id,
-            channel.id,
-            content.provider_message_id,
-        )
-    if content.client_message_id and conversation_id is not None:
-        return await conn.fetchrow(
-            "SELECT id, conversation_id FROM messages WHERE tenant_id = $1 "
-            "AND conversation_id = $2 AND client_message_id = $3",
-            scope.tenant_id,
-            conversation_id,
-            content.client_message_id,
-        )
-    return None
-
-
-_CONV = "SELECT id, customer_id, state, channel_id FROM conversations WHERE tenant_id = $1 "
-
-
-async def _find_conversation(
-    conn: asyncpg.Connection,
-    scope: TenantScope,
-    channel: ChannelRef,
-    identity: ResolvedIdentity,
-    content: InboundContent,
-    conversation_id: uuid.UUID | None,
-) -> asyncpg.Record | None:
-    """The conversation a message belongs to, locked: the one named (web chat), the
-    email thread it answers, or the customer's unresolved one on this channel."""
-    if conversation_id is not None:
-        row = await conn.fetchrow(
-            _CONV + "AND id = $2 AND customer_id = $3 FOR UPDATE",
-            scope.tenant_id,
-            conversation_id,
-            identity.customer_id,
-        )
-        if row is None:
-            raise NotFound("No such conversation.", code="conversation-not-found")
-        return row
-    if content.email is not None:
-        thread = [m for m in [content.email.in_reply_to, *reversed(content.email.references)] if m]
-        if thread:
-            found = await conn.fetchval(
-                "SELECT conversation_id FROM messages WHERE tenant_id = $1 "
-                "AND email_message_id = ANY($2::text[]) ORDER BY created_at DESC LIMIT 1",
-                scope.tenant_id,
-                thread[:50],
-            )
-            if found is not None:
-                return await conn.fetchrow(_CONV + "AND id = $2 FOR UPDATE", scope.tenant_id, found)
-        return None
-    return await conn.fetchrow(
-        _CONV + "AND customer_id = $2 AND channel_id = $3 AND state <> 'resolved' "
-        "ORDER BY updated_at DESC LIMIT 1 FOR UPDATE",
-        scope.tenant_id,
-        identity.customer_id,
-        channel.id,
-    )
 
 
 async def _store_attachments(

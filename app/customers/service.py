@@ -114,68 +114,69 @@ async def resolve_on(
     display_name: str | None = None,
 ) -> ResolvedIdentity:
     now = utcnow()
-    found = await conn.fetchrow(
-        "UPDATE customer_identities SET last_seen_at = $4 "
-        "WHERE tenant_id = $1 AND kind = $2 AND value = $3 RETURNING id, customer_id",
-        scope.tenant_id,
-        kind,
-        normalized,
-        now,
-    )
-    if found is not None:
-        if display_name:
-            await conn.execute(
-                "UPDATE customers SET display_name = $3, last_seen_at = $4 "
-                "WHERE tenant_id = $1 AND id = $2 AND display_name IS NULL",
-                scope.tenant_id,
-                found["customer_id"],
-                display_name[:200],
-                now,
-            )
-        return ResolvedIdentity(found["customer_id"], found["id"], False, kind, normalized)
+    name = display_name[:200] if display_name else None
     customer_id, identity_id = uuid7(), uuid7()
-    await conn.execute(
-        "INSERT INTO customers (tenant_id, id, display_name, attributes, version, created_at, "
-        "updated_at, last_seen_at) VALUES ($1, $2, $3, '{}'::jsonb, 1, $4, $4, $4)",
+    # One round trip: the identity seen again (and a name it lacked), or on first contact
+    # the profile, the identity and "customer.created" on the timeline.
+    row = await conn.fetchrow(
+        _RESOLVE,
         scope.tenant_id,
-        customer_id,
-        display_name[:200] if display_name else None,
-        now,
-    )
-    inserted = await conn.fetchval(
-        "INSERT INTO customer_identities (tenant_id, id, customer_id, kind, value, verified, "
-        "created_at, last_seen_at) VALUES ($1, $2, $3, $4, $5, false, $6, $6) "
-        "ON CONFLICT (tenant_id, kind, value) DO NOTHING RETURNING id",
-        scope.tenant_id,
-        identity_id,
-        customer_id,
         kind,
         normalized,
         now,
+        name,
+        customer_id,
+        identity_id,
+        uuid7(),
+        dumps({"identity": {"kind": kind, "value": normalized}}),
     )
-    if inserted is None:  # another transaction created it first: use theirs
-        await conn.execute(
-            "DELETE FROM customers WHERE tenant_id = $1 AND id = $2", scope.tenant_id, customer_id
-        )
-        row = await conn.fetchrow(
-            "SELECT id, customer_id FROM customer_identities "
-            "WHERE tenant_id = $1 AND kind = $2 AND value = $3",
-            scope.tenant_id,
-            kind,
-            normalized,
-        )
-        assert row is not None
-        return ResolvedIdentity(row["customer_id"], row["id"], False, kind, normalized)
-    await add_timeline(
-        conn,
-        scope,
-        customer_id=customer_id,
-        identity_id=identity_id,
-        kind="customer.created",
-        at=now,
-        summary={"identity": {"kind": kind, "value": normalized}},
+    if row is not None:
+        return ResolvedIdentity(row["customer_id"], row["id"], row["created"], kind, normalized)
+    # Another transaction created the identity first (its insert committed after this
+    # statement's snapshot): drop the profile made for nothing and use theirs.
+    await conn.execute(
+        "DELETE FROM customers WHERE tenant_id = $1 AND id = $2", scope.tenant_id, customer_id
     )
-    return ResolvedIdentity(customer_id, identity_id, True, kind, normalized)
+    theirs = await conn.fetchrow(
+        "SELECT id, customer_id FROM customer_identities "
+        "WHERE tenant_id = $1 AND kind = $2 AND value = $3",
+        scope.tenant_id,
+        kind,
+        normalized,
+    )
+    assert theirs is not None
+    return ResolvedIdentity(theirs["customer_id"], theirs["id"], False, kind, normalized)
+
+
+_RESOLVE = """
+WITH found AS (
+  UPDATE customer_identities SET last_seen_at = $4
+   WHERE tenant_id = $1 AND kind = $2 AND value = $3
+  RETURNING id, customer_id
+), named AS (
+  UPDATE customers SET display_name = $5, last_seen_at = $4
+   WHERE tenant_id = $1 AND $5::text IS NOT NULL AND display_name IS NULL
+     AND id = (SELECT customer_id FROM found)
+), customer AS (
+  INSERT INTO customers (tenant_id, id, display_name, attributes, version, created_at,
+      updated_at, last_seen_at)
+  SELECT $1, $6, $5, '{}'::jsonb, 1, $4, $4, $4 WHERE NOT EXISTS (SELECT 1 FROM found)
+  RETURNING id
+), identity AS (
+  INSERT INTO customer_identities (tenant_id, id, customer_id, kind, value, verified,
+      created_at, last_seen_at)
+  SELECT $1, $7, customer.id, $2, $3, false, $4, $4 FROM customer
+  ON CONFLICT (tenant_id, kind, value) DO NOTHING
+  RETURNING id, customer_id
+), timeline AS (
+  INSERT INTO timeline_events (tenant_id, id, customer_id, identity_id, at, kind, summary)
+  SELECT $1, $8, identity.customer_id, identity.id, $4, 'customer.created', $9::jsonb
+    FROM identity
+)
+SELECT id, customer_id, false AS created FROM found
+UNION ALL
+SELECT id, customer_id, true AS created FROM identity
+"""
 
 
 async def add_timeline(

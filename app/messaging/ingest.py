@@ -26,7 +26,6 @@ from typing import Any
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.channels import repository as channel_repo
 from app.channels.models import Channel
 from app.channels.service import (
     PROVIDER_ID,
@@ -52,7 +51,6 @@ from app.messaging.media import FetchedMedia, fetch_media, http_client
 from app.messaging.providers import DeliveryReceipt, InboundMessage, WebhookEvent
 from app.routing.connection import raw
 from app.storage.base import ObjectStore
-from app.tenants import repository as tenant_repo
 from app.tenants.models import TenantStatus
 
 log = logging.getLogger("switchboard.messaging.ingest")
@@ -95,22 +93,28 @@ async def find_channel(
     address = provider_address(channel_type, provider, account_id)
     if len(address) > 254:
         return None
-    found = await channel_repo.resolve_address(session, PROVIDER_ID, address)
-    if found is None:
+    # The platform lookup (channel_repo.resolve_address) and the tenant's status and
+    # plan (tenant_repo.get) in one round trip, without loading the ORM tenant. A read
+    # of platform tables: it needs no tenant bound (nor the transaction, which the
+    # session opens with its first statement of its own, bind_tenant's).
+    found = await (await raw(session)).fetchrow(
+        "SELECT a.tenant_id, a.channel_id, t.status, t.plan FROM channel_addresses a "
+        "JOIN tenants t ON t.id = a.tenant_id WHERE a.kind = $1 AND a.address = $2",
+        PROVIDER_ID,
+        address,
+    )
+    if found is None or found["status"] in _CLOSED:
         return None
-    tenant = await tenant_repo.get(session, found[0])
-    if tenant is None or tenant.status in _CLOSED:
-        return None
-    scope = mint_scope(found[0])
+    scope = mint_scope(found["tenant_id"])
     await bind_tenant(session, scope)
-    channel = await load_for_ingress(session, scope, found[1])
+    channel = await load_for_ingress(session, scope, found["channel_id"])
     if channel is None or not channel.enabled or channel.type != channel_type:
         return None
     if channel.config.get("provider") != provider:
         return None
     return IngressChannel(
         scope=scope,
-        plan=tenant.plan,
+        plan=found["plan"],
         channel=channel,
         credentials=read_credentials(cipher, channel),
         webhook_secret=read_webhook_secret(cipher, channel),
@@ -211,6 +215,13 @@ async def _taken(factory: SessionFactory, target: IngressChannel, keys: list[str
     return {r["key"] for r in rows}
 
 
+def needs_prefetch(events: list[WebhookEvent], request_key: str | None) -> bool:
+    """Whether :func:`apply` has work to do before its transaction (a replayed
+    request to recognise, media to fetch). When not, :func:`apply_bound` may write the
+    events in the transaction that found the channel."""
+    return request_key is not None or any(isinstance(e, InboundMessage) and e.media for e in events)
+
+
 async def apply(
     factory: SessionFactory,
     settings: Settings,
@@ -226,7 +237,7 @@ async def apply(
     outcome = Outcome()
     keys = [event_key(e) for e in events]
     taken: set[str] = set()
-    if request_key is not None or any(isinstance(e, InboundMessage) and e.media for e in events):
+    if needs_prefetch(events, request_key):
         # Before fetching media (or anything for a replayed request): what is taken.
         taken = await _taken(factory, target, [*keys, *([request_key] if request_key else [])])
     if request_key is not None and request_key in taken:
@@ -251,14 +262,40 @@ async def apply(
             if request_key is not None and not await _claim(conn, target, request_key):
                 outcome.duplicates = max(len(events), 1)
                 return outcome
-            for i, event in enumerate(events):
-                if isinstance(event, InboundMessage):
-                    fetched = media.get(i)
-                    await _message(session, conn, store, target, event, keys[i], fetched, outcome)
-                else:
-                    await _receipt(session, conn, target, event, keys[i], outcome)
+            await _write(session, conn, store, target, events, keys, media, outcome)
         await run_after_commit(session)
     return outcome
+
+
+async def apply_bound(
+    session: AsyncSession, store: ObjectStore, target: IngressChannel, events: list[WebhookEvent]
+) -> Outcome:
+    """:func:`apply` for a request that needs nothing before its transaction
+    (:func:`needs_prefetch` is false), in the caller's: the one in which
+    :func:`find_channel` bound the target's tenant. The caller commits, then runs the
+    session's after-commit hooks."""
+    outcome = Outcome()
+    conn = await raw(session)
+    keys = [event_key(e) for e in events]
+    await _write(session, conn, store, target, events, keys, {}, outcome)
+    return outcome
+
+
+async def _write(
+    session: AsyncSession,
+    conn: Any,
+    store: ObjectStore,
+    target: IngressChannel,
+    events: list[WebhookEvent],
+    keys: list[str],
+    media: dict[int, FetchedMedia],
+    outcome: Outcome,
+) -> None:
+    for i, event in enumerate(events):
+        if isinstance(event, InboundMessage):
+            await _message(session, conn, store, target, event, keys[i], media.get(i), outcome)
+        else:
+            await _receipt(session, conn, target, event, keys[i], outcome)
 
 
 async def _message(

@@ -115,6 +115,32 @@ async def record(
     return Recorded(existing, inserted is not None)
 
 
+@dataclass(frozen=True)
+class UsageRow:
+    """A usage event checked as :func:`record` checks it, for a caller that writes it in
+    a statement of its own (``INSERT ... ON CONFLICT (tenant_id, idempotency_key) DO
+    NOTHING``) and, when that inserted nothing, calls :func:`record_on` with the same
+    values to compare with the first event."""
+
+    meter: str
+    quantity: Decimal
+    idempotency_key: str
+    attributes_json: str
+
+
+def usage_row(
+    meter: Meter | str,
+    quantity: Decimal | int,
+    occurred_at: datetime,
+    idempotency_key: str,
+    attributes: dict[str, Any] | None = None,
+) -> UsageRow:
+    import json
+
+    known, qty = _checked(meter, quantity, occurred_at, idempotency_key)
+    return UsageRow(known.value, qty, idempotency_key, json.dumps(attributes or {}))
+
+
 async def record_on(
     conn: asyncpg.Connection,
     scope: TenantScope,
