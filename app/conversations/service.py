@@ -24,7 +24,7 @@ from app.conversations.events import (
     post_event,
 )
 from app.conversations.inbound_lookup import duplicate_or_conversation
-from app.conversations.schemas import message_read
+from app.conversations.schemas import MessageRead, message_read
 from app.core.errors import InvalidInput, NotFound, SwitchboardError
 from app.core.metrics import MESSAGES
 from app.customers.service import ResolvedIdentity, add_timeline
@@ -99,6 +99,9 @@ class Received:
     message_id: uuid.UUID
     duplicate: bool
     opened: bool
+    # The message as written (what a read of its row answers), so callers need not read
+    # it back; None for a duplicate, where only the first message's ids are known.
+    message: MessageRead | None = None
 
 
 def preview(text: str) -> str:
@@ -209,7 +212,7 @@ async def receive(
     )
     if conv["state"] in UNHELD or opened:
         await route(session, scope, plan, conversation_id=cid, channel=channel, at=now, locked=conv)
-    return Received(cid, message_id, False, opened)
+    return Received(cid, message_id, False, opened, message)
 
 
 _INSERT_INBOUND = (

@@ -23,12 +23,11 @@ from typing import Annotated
 import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
-from app.auth.principal import check_tenant_status
 from app.channels import repository as channel_repo
-from app.channels.models import Channel
 from app.channels.service import WIDGET_KEY
 from app.config import Settings
 from app.conversations.service import ChannelRef
@@ -36,14 +35,15 @@ from app.core.errors import Forbidden, NotFound, Unauthorized
 from app.core.telemetry import tag_tenant
 from app.customers.service import resolve_identity
 from app.db.engine import SessionDep
-from app.db.tenant import bind_tenant, mint_scope
+from app.db.tenant import TenantScope, bind_tenant, mint_scope
 from app.routing.connection import raw
-from app.tenants import repository as tenant_repo
+from app.routing.snapshots import decode_json
+from app.tenants.models import TenantStatus
 from app.webchat import service
 from app.webchat.origins import browser_origin, origin_allowed
 from app.webchat.schemas import SessionCreate, SessionRead, WidgetConfig
 from app.webchat.tokens import VisitorClaims, visitor_tokens
-from app.webchat.visitor import Visitor, WidgetChannel
+from app.webchat.visitor import Visitor, VisitorHolding, WidgetChannel
 
 CORS_STATE = "widget_cors_origin"  # request.state: the origin the response may name
 
@@ -83,6 +83,61 @@ def allowed_origins(channel: ChannelRef) -> list[str]:
     return [str(o) for o in channel.config.get("allowed_origins") or []]
 
 
+# The tenant's status and plan and the channel, in one round trip after the tenant is
+# bound (channels are behind row-level security; tenants is a platform table).
+_WIDGET = (
+    "SELECT t.status, t.plan, ch.type, ch.enabled, ch.config FROM tenants t "
+    "LEFT JOIN channels ch ON ch.tenant_id = t.id AND ch.id = $2 WHERE t.id = $1"
+)
+# The same and the token's visitor: the profile its identity belongs to now and, when
+# the request names a conversation ($5), that conversation if it is the visitor's,
+# locked for the rest of the transaction (see :func:`current_visitor_holding`).
+_VISITOR = """
+SELECT t.status, t.plan, ch.type, ch.enabled, ch.config, i.customer_id, cv.id AS held
+  FROM tenants t
+  LEFT JOIN channels ch ON ch.tenant_id = t.id AND ch.id = $2
+  LEFT JOIN customer_identities i ON i.tenant_id = t.id AND i.id = $3
+       AND i.kind = 'webchat' AND i.value = $4
+  LEFT JOIN LATERAL (
+    SELECT id FROM conversations
+     WHERE tenant_id = $1 AND id = $5 AND customer_id = i.customer_id AND identity_id = $3
+       FOR UPDATE
+  ) AS cv ON true
+ WHERE t.id = $1
+"""
+_CONVERSATION_ID: TypeAdapter[uuid.UUID] = TypeAdapter(uuid.UUID)
+
+
+def _check_tenant_status(status: str) -> None:
+    """app/auth/principal.py ``check_tenant_status`` for a status read with the widget."""
+    if status == TenantStatus.suspended:
+        raise Forbidden("This tenant is suspended.", code="tenant-suspended")
+    if status == TenantStatus.closed:
+        raise Forbidden("This tenant is closed.", code="tenant-closed")
+
+
+def _widget_of(
+    row: asyncpg.Record | None,
+    scope: TenantScope,
+    channel_id: uuid.UUID,
+    origin_header: str | None,
+    http: HTTPConnection | None,
+) -> WidgetChannel:
+    """The checks in their order: 404 (no tenant, no such enabled web chat channel),
+    403 (origin), 403 (tenant status)."""
+    if row is None or row["type"] != "webchat" or not row["enabled"]:
+        raise widget_not_found()
+    ref = ChannelRef(channel_id, row["type"], dict(decode_json(row["config"]) or {}))
+    origin = browser_origin(origin_header)
+    if origin is None or not origin_allowed(origin, allowed_origins(ref)):
+        raise origin_not_allowed()
+    if http is not None:
+        setattr(http.state, CORS_STATE, origin)
+    _check_tenant_status(row["status"])
+    tag_tenant(scope.tenant_id)
+    return WidgetChannel(scope=scope, plan=row["plan"], channel=ref, origin=origin)
+
+
 async def load_widget(
     session: AsyncSession,
     tenant_id: uuid.UUID,
@@ -94,19 +149,8 @@ async def load_widget(
     bound to the session), else 404 / 403."""
     scope = mint_scope(tenant_id)
     await bind_tenant(session, scope)
-    tenant = await tenant_repo.get(session, tenant_id)
-    channel = await session.get(Channel, (tenant_id, channel_id))
-    if tenant is None or channel is None or channel.type != "webchat" or not channel.enabled:
-        raise widget_not_found()
-    ref = ChannelRef.of(channel)
-    origin = browser_origin(origin_header)
-    if origin is None or not origin_allowed(origin, allowed_origins(ref)):
-        raise origin_not_allowed()
-    if http is not None:
-        setattr(http.state, CORS_STATE, origin)
-    check_tenant_status(tenant)
-    tag_tenant(tenant_id)
-    return WidgetChannel(scope=scope, plan=tenant.plan, channel=ref, origin=origin)
+    row = await (await raw(session)).fetchrow(_WIDGET, tenant_id, channel_id)
+    return _widget_of(row, scope, channel_id, origin_header, http)
 
 
 async def _identity_customer(
@@ -123,22 +167,51 @@ async def _identity_customer(
     return customer
 
 
-async def visitor_from_token(http: HTTPConnection, session: AsyncSession, token: str) -> Visitor:
-    """The visitor a token names, seen from an allowed origin: 401 for a token that is
-    not ours, expired, or whose visitor is gone; 404 / 403 as for sessions."""
+async def _authenticate(
+    http: HTTPConnection,
+    session: AsyncSession,
+    token: str,
+    conversation_id: uuid.UUID | None = None,
+) -> tuple[Visitor, uuid.UUID | None]:
+    """The visitor a token names and, with ``conversation_id``, that conversation's id
+    when it is theirs (then locked), else None. Binds the tenant, then one query."""
     settings: Settings = http.app.state.settings
     claims = visitor_tokens(http.app.state, settings).verify(token)
     if claims is None:
         raise invalid_token()
-    widget = await load_widget(
-        session, claims.tenant_id, claims.channel_id, http.headers.get("origin"), http
+    scope = mint_scope(claims.tenant_id)
+    await bind_tenant(session, scope)
+    row = await (await raw(session)).fetchrow(
+        _VISITOR,
+        claims.tenant_id,
+        claims.channel_id,
+        claims.identity_id,
+        claims.visitor_id,
+        conversation_id,
     )
-    if claims.expired():
+    widget = _widget_of(row, scope, claims.channel_id, http.headers.get("origin"), http)
+    if claims.expired() or row is None or row["customer_id"] is None:
         raise invalid_token()
-    customer = await _identity_customer(await raw(session), widget, claims)
-    if customer is None:
-        raise invalid_token()
-    return Visitor(widget, customer, claims.identity_id, claims.visitor_id, claims.expires_at)
+    visitor = Visitor(
+        widget, row["customer_id"], claims.identity_id, claims.visitor_id, claims.expires_at
+    )
+    return visitor, row["held"]
+
+
+async def visitor_from_token(http: HTTPConnection, session: AsyncSession, token: str) -> Visitor:
+    """The visitor a token names, seen from an allowed origin: 401 for a token that is
+    not ours, expired, or whose visitor is gone; 404 / 403 as for sessions."""
+    visitor, _ = await _authenticate(http, session, token)
+    return visitor
+
+
+def _bearer(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized(
+            "Send 'Authorization: Bearer <visitor token>' from POST /v1/widget/sessions.",
+            code="visitor-token-required",
+        )
+    return credentials.credentials
 
 
 async def current_visitor(
@@ -146,15 +219,31 @@ async def current_visitor(
     session: SessionDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(visitor_bearer)],
 ) -> Visitor:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Unauthorized(
-            "Send 'Authorization: Bearer <visitor token>' from POST /v1/widget/sessions.",
-            code="visitor-token-required",
-        )
-    return await visitor_from_token(request, session, credentials.credentials)
+    return await visitor_from_token(request, session, _bearer(credentials))
+
+
+async def current_visitor_holding(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(visitor_bearer)],
+) -> VisitorHolding:
+    """:func:`current_visitor`, and the conversation the path names locked when it is
+    the visitor's, in the same query. Taken before anything reads the conversation's
+    messages, the lock lets a later statement (a new snapshot) see what the previous
+    holder wrote: two resends of one message queue here, the second finds the first.
+    The path's id is read as FastAPI will validate it (a malformed one holds nothing and
+    gets its 422 after authentication, as on the other routes)."""
+    token = _bearer(credentials)
+    try:
+        conversation_id = _CONVERSATION_ID.validate_python(request.path_params["conversation_id"])
+    except (KeyError, ValidationError):
+        conversation_id = None
+    visitor, held = await _authenticate(request, session, token, conversation_id)
+    return VisitorHolding(visitor, held)
 
 
 VisitorDep = Annotated[Visitor, Depends(current_visitor)]
+VisitorHoldingDep = Annotated[VisitorHolding, Depends(current_visitor_holding)]
 
 
 def new_visitor_id() -> str:

@@ -19,7 +19,13 @@ from app.db.engine import SessionDep
 from app.routing.connection import raw
 from app.storage.base import ObjectStore
 from app.webchat import limits, service, visits
-from app.webchat.auth import VisitorDep, allowed_origins, open_session, widget_key_header
+from app.webchat.auth import (
+    VisitorDep,
+    VisitorHoldingDep,
+    allowed_origins,
+    open_session,
+    widget_key_header,
+)
 from app.webchat.schemas import (
     CallbackCreate,
     CallbackRequested,
@@ -233,12 +239,13 @@ async def post_message(
     request: Request,
     response: Response,
     conversation_id: uuid.UUID,
-    visitor: VisitorDep,
+    holding: VisitorHoldingDep,
     session: SessionDep,
     body: MessageCreate,
 ) -> MessagePosted:
     """A resend with the same ``client_message_id`` answers the first message (200,
     ``duplicate``: true) and adds nothing."""
+    visitor = holding.visitor
     await _visitor_limit(request, visitor, limits.messages(_settings(request)))
     posted = await service.post_message(
         session,
@@ -248,6 +255,9 @@ async def post_message(
         text=body.text,
         client_message_id=body.client_message_id,
         attachment_ids=body.attachment_ids,
+        # Held since authentication when it is the visitor's; else post_message looks
+        # again and answers 404.
+        locked=holding.held == conversation_id,
     )
     if posted.duplicate:
         response.status_code = status.HTTP_200_OK

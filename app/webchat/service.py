@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.conversations.events import post_event
-from app.conversations.schemas import MESSAGE_COLUMNS
+from app.conversations.schemas import MESSAGE_COLUMNS, MessageRead
 from app.conversations.service import (
     InboundContent,
     Received,
@@ -243,17 +243,34 @@ async def start_chat(
         text=text, client_message_id=client_message_id, attachment_ids=attachment_ids
     )
     got = await _receive(session, visitor, store, current["id"], content)
-    return await _started(conn, visitor, got.conversation_id, got.message_id), opened
+    started = await _started(conn, visitor, got.conversation_id, got.message_id, got.message)
+    return started, opened
 
 
 async def _started(
-    conn: asyncpg.Connection, visitor: Visitor, conversation_id: uuid.UUID, message_id: uuid.UUID
+    conn: asyncpg.Connection,
+    visitor: Visitor,
+    conversation_id: uuid.UUID,
+    message_id: uuid.UUID,
+    written: MessageRead | None = None,
 ) -> ChatStarted:
     row = await owned(conn, visitor, conversation_id)
     return ChatStarted(
         conversation=await conversation_view(conn, visitor.scope, row),
-        message=await message_view(conn, visitor.scope, message_id),
+        message=await _message_of(conn, visitor, message_id, written),
     )
+
+
+async def _message_of(
+    conn: asyncpg.Connection, visitor: Visitor, message_id: uuid.UUID, written: MessageRead | None
+) -> WidgetMessage:
+    """The visitor's message as just written (receive() returns it), else read (a
+    duplicate: the first one)."""
+    if written is not None:
+        view = widget_message(written.model_dump(), {})  # the customer's: no agent name
+        if view is not None:
+            return view
+    return await message_view(conn, visitor.scope, message_id)
 
 
 async def post_message(
@@ -265,18 +282,24 @@ async def post_message(
     text: str,
     client_message_id: str,
     attachment_ids: list[uuid.UUID],
+    locked: bool = False,
 ) -> MessagePosted:
     """A message in the visitor's conversation (a resolved one opens again). Sent again
-    with the same ``client_message_id``, the first one is answered, nothing doubles."""
+    with the same ``client_message_id``, the first one is answered, nothing doubles.
+
+    ``locked``: the caller found the conversation to be the visitor's and holds its lock
+    in this transaction (app/webchat/auth.py ``current_visitor_holding``)."""
     _check_text(text, attachment_ids)
     conn = await raw(session)
-    # Locked first: two resends of one message queue here, the second finds the first.
-    await owned(conn, visitor, conversation_id, lock=True)
+    if not locked:
+        # Locked first: two resends of one message queue here, and receive()'s duplicate
+        # check, a later statement (a newer snapshot), finds the first.
+        await owned(conn, visitor, conversation_id, lock=True)
     content = InboundContent(
         text=text, client_message_id=client_message_id, attachment_ids=attachment_ids
     )
     got = await _receive(session, visitor, store, conversation_id, content)
-    message = await message_view(conn, visitor.scope, got.message_id)
+    message = await _message_of(conn, visitor, got.message_id, got.message)
     return MessagePosted(message=message, duplicate=got.duplicate)
 
 

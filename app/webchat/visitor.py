@@ -47,3 +47,13 @@ class Visitor:
         return ResolvedIdentity(
             self.customer_id, self.identity_id, False, "webchat", self.visitor_id
         )
+
+
+@dataclass(frozen=True)
+class VisitorHolding:
+    """A visitor, and the conversation the request's path names when it is theirs:
+    ``held`` is its id, locked (``FOR UPDATE``) for the rest of the request's
+    transaction; None when it is not the visitor's (or there is none)."""
+
+    visitor: Visitor
+    held: uuid.UUID | None
