@@ -42,8 +42,14 @@ def thread_references(references: Sequence[str], in_reply_to: str | None) -> lis
     return chain
 
 
+# Every character str.splitlines() breaks at (the email package refuses them all in a
+# header: VT, FF, FS, GS, RS, NEL, LINE and PARAGRAPH SEPARATOR besides CR and LF) and
+# the other control characters.
+_NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+
 def _one_line(value: str) -> str:
-    return re.sub(r"[\r\n\x00]+", " ", value).strip()
+    return _NOT_ONE_LINE.sub(" ", value).strip()
 
 
 def _address(addr: str, display_name: str | None = None) -> Address:

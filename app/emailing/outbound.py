@@ -11,7 +11,7 @@ from app.conversations.delivery import (
     SendResult,
     register_sender,
 )
-from app.emailing.compose import ComposeError, compose_reply
+from app.emailing.compose import compose_reply
 from app.emailing.senders import ChannelMailer, ChannelSendFailed, channel_mailer_for
 
 _MAILERS: dict[str, ChannelMailer] = {}
@@ -49,7 +49,8 @@ class EmailSender:
                 reply_to=inbound or None,
                 message_id=ctx.email_message_id,
             )
-        except ComposeError as exc:
+        except ValueError as exc:  # ComposeError, or a value the email package refuses:
+            # the same message would fail the same way on every retry
             raise SendFailed(str(exc), retryable=False) from None
         try:
             provider_id = await mailer(ctx).send_raw(from_address, [ctx.to_address], message)

@@ -12,7 +12,9 @@ bytes the conversation core stores (``AttachmentIn``).
 
 Only URLs at the provider are fetched: the payload is signed, but with the tenant's own
 secret, so a URL in it must not reach into our network (the Twilio URL must be under
-the account's API path, Messenger's on Meta's CDN hosts). Every file is capped at
+the account's API path, Messenger's on Meta's CDN hosts), and every redirect is checked
+again before it is followed: Meta's files only within Meta's hosts, Twilio's and
+WeChat's (whose CDNs they pick) only to https. Every file is capped at
 ``settings.attachment_max_bytes`` while it streams, and its type must be in
 ``settings.attachment_content_types``. A file that fails or is refused becomes a note in
 the message text ("[attachment not accepted: reason]"): the message is never lost for it.
@@ -25,7 +27,7 @@ import json
 import logging
 import mimetypes
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -94,45 +96,67 @@ def _media_type(value: str | None) -> str | None:
     return kind or None
 
 
+_REDIRECTS = (301, 302, 303, 307, 308)
+_MAX_REDIRECTS = 5
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.netloc.lower()
+
+
 async def _download(
     http: httpx.AsyncClient,
     url: str,
     *,
     max_bytes: int,
+    allowed: Callable[[str], bool],
     headers: Mapping[str, str] | None = None,
     auth: tuple[str, str] | None = None,
     params: Mapping[str, str] | None = None,
 ) -> _File:
-    """GET ``url`` following redirects, refusing a body over ``max_bytes`` as it streams
-    (a declared Content-Length over the cap is refused before reading)."""
+    """GET ``url``, following redirects only to URLs ``allowed`` accepts (each hop is
+    checked: an open redirect on an allowed host must not lead into our network) and
+    dropping the credentials when one leaves the origin; refusing a body over
+    ``max_bytes`` as it streams (a declared Content-Length over the cap before reading)."""
+    first = _origin(url)
     try:
-        async with http.stream(
-            "GET",
-            url,
-            headers=dict(headers or {}),
-            auth=auth,
-            params=dict(params or {}),
-            follow_redirects=True,
-        ) as r:
-            if r.status_code != 200:
-                raise MediaRefused(f"the provider answered HTTP {r.status_code}")
-            declared = r.headers.get("content-length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise MediaRefused(f"larger than {max_bytes} bytes")
-            data = bytearray()
-            async for chunk in r.aiter_bytes():
-                data += chunk
-                if len(data) > max_bytes:
+        for _ in range(_MAX_REDIRECTS + 1):
+            same = _origin(url) == first
+            async with http.stream(
+                "GET",
+                url,
+                headers=dict(headers or {}) if same else {},
+                auth=auth if same else None,
+                params=dict(params or {}),
+                follow_redirects=False,
+            ) as r:
+                if r.status_code in _REDIRECTS and r.headers.get("location"):
+                    url = str(r.url.join(r.headers["location"]))
+                    params = None  # the Location carries its own query
+                    if not allowed(url):
+                        raise MediaRefused("the file was redirected off the provider's hosts")
+                    continue
+                if r.status_code != 200:
+                    raise MediaRefused(f"the provider answered HTTP {r.status_code}")
+                declared = r.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > max_bytes:
                     raise MediaRefused(f"larger than {max_bytes} bytes")
-            disposition = _DISPOSITION_NAME.search(r.headers.get("content-disposition", ""))
-            return _File(
-                bytes(data),
-                _media_type(r.headers.get("content-type")),
-                disposition.group(1) if disposition else None,
-            )
+                data = bytearray()
+                async for chunk in r.aiter_bytes():
+                    data += chunk
+                    if len(data) > max_bytes:
+                        raise MediaRefused(f"larger than {max_bytes} bytes")
+                disposition = _DISPOSITION_NAME.search(r.headers.get("content-disposition", ""))
+                return _File(
+                    bytes(data),
+                    _media_type(r.headers.get("content-type")),
+                    disposition.group(1) if disposition else None,
+                )
     except httpx.HTTPError as exc:
         # The type only: the message may hold the URL (WeChat's carries the token).
         raise MediaRefused(f"could not be fetched ({type(exc).__name__})") from None
+    raise MediaRefused("too many redirects")
 
 
 def _json(file: _File) -> dict[str, Any] | None:
@@ -159,6 +183,16 @@ def _host_allowed(url: str, allowed: tuple[str, ...], extra_origin: str) -> bool
     return any(host == h or host.endswith("." + h) for h in allowed)
 
 
+def _meta_hosts(settings: Settings) -> Callable[[str], bool]:
+    return lambda url: _host_allowed(url, META_MEDIA_HOSTS, settings.meta_graph_base)
+
+
+def _https_or(origin: str) -> Callable[[str], bool]:
+    """Where a provider that picks its own CDN may redirect: https anywhere, or the
+    configured API origin (a local stand-in). Never plain http into our network."""
+    return lambda url: urlsplit(url).scheme == "https" or _origin(url) == _origin(origin)
+
+
 # -- per provider -----------------------------------------------------------------------
 
 
@@ -183,7 +217,9 @@ async def _twilio(src: _Source, ref: MediaRef) -> _File:
     if not ref.url or not ref.url.startswith(prefix):
         raise MediaRefused("the media URL is not at the account's Twilio API")
     auth = (src.account_id, token)
-    return await _download(src.http, ref.url, max_bytes=src.max_bytes, auth=auth)
+    return await _download(
+        src.http, ref.url, max_bytes=src.max_bytes, allowed=_https_or(api), auth=auth
+    )
 
 
 async def _whatsapp(src: _Source, ref: MediaRef) -> _File:
@@ -193,8 +229,15 @@ async def _whatsapp(src: _Source, ref: MediaRef) -> _File:
         raise MediaRefused("no media id or access token to fetch it with")
     base = api_base(settings, "meta")
     bearer = {"Authorization": f"Bearer {token}"}
+    meta_hosts = _meta_hosts(settings)
     meta = _json(
-        await _download(http, f"{base}/{ref.media_id}", max_bytes=64 * 1024, headers=bearer)
+        await _download(
+            http,
+            f"{base}/{ref.media_id}",
+            max_bytes=64 * 1024,
+            allowed=_https_or(base),
+            headers=bearer,
+        )
     )
     if meta is None or not isinstance(meta.get("url"), str):
         raise MediaRefused("the Graph API named no URL for the media")
@@ -202,9 +245,9 @@ async def _whatsapp(src: _Source, ref: MediaRef) -> _File:
     if isinstance(size, int) and size > max_bytes:
         raise MediaRefused(f"larger than {max_bytes} bytes")
     url = meta["url"]
-    if not _host_allowed(url, META_MEDIA_HOSTS, settings.meta_graph_base):
+    if not meta_hosts(url):
         raise MediaRefused("the media URL is not on Meta's hosts")
-    file = await _download(http, url, max_bytes=max_bytes, headers=bearer)
+    file = await _download(http, url, max_bytes=max_bytes, allowed=meta_hosts, headers=bearer)
     digest = meta.get("sha256")
     if isinstance(digest, str) and digest and hashlib.sha256(file.data).hexdigest() != digest:
         raise MediaRefused("the file does not match its sha256")
@@ -214,9 +257,10 @@ async def _whatsapp(src: _Source, ref: MediaRef) -> _File:
 
 
 async def _messenger(src: _Source, ref: MediaRef) -> _File:
-    if not ref.url or not _host_allowed(ref.url, META_MEDIA_HOSTS, src.settings.meta_graph_base):
+    meta_hosts = _meta_hosts(src.settings)
+    if not ref.url or not meta_hosts(ref.url):
         raise MediaRefused("the attachment URL is not on Meta's hosts")
-    return await _download(src.http, ref.url, max_bytes=src.max_bytes)
+    return await _download(src.http, ref.url, max_bytes=src.max_bytes, allowed=meta_hosts)
 
 
 async def _wechat(src: _Source, ref: MediaRef) -> _File:
@@ -237,6 +281,7 @@ async def _wechat(src: _Source, ref: MediaRef) -> _File:
             http,
             f"{base}/cgi-bin/media/get",
             max_bytes=max_bytes,
+            allowed=_https_or(base),
             params={"access_token": token, "media_id": ref.media_id},
         )
         answer = _json(file)
@@ -246,7 +291,7 @@ async def _wechat(src: _Source, ref: MediaRef) -> _File:
         if isinstance(video, str) and video:
             if not video.startswith(("https://", base + "/")):
                 raise MediaRefused("the video URL is not https")
-            return await _download(http, video, max_bytes=max_bytes)
+            return await _download(http, video, max_bytes=max_bytes, allowed=_https_or(base))
         code = answer.get("errcode")
         if adapter.token_rejected(code) and attempt == 1:
             adapter.forget_token(base_url=base, account_id=account_id, secret=secret, token=token)

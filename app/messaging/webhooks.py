@@ -13,7 +13,9 @@ with the channel's secret (Twilio signs the public URL, rebuilt from
 - a body the provider would never send: 400 ``malformed-webhook``;
 - a replay: 200 as the provider expects, nothing done;
 - Amazon SNS (sms/aws): its signing certificate is fetched (cached) before the
-  signature is checked, 503 when its host does not answer (SNS retries); a verified
+  signature is checked, 503 when its host does not answer (SNS retries); the topic must
+  be in the AWS account of the channel's access key (STS, cached; 503 when STS does not
+  answer), since SNS signs every account's topics alike; a verified
   SubscriptionConfirmation is confirmed (GET SubscribeURL on an allowed host), 200;
 - otherwise 200 in the provider's format (Twilio: empty TwiML; Meta: EVENT_RECEIVED;
   WeChat: success; sandbox and SNS: JSON counts).
@@ -61,10 +63,12 @@ from app.messaging.providers import (
     adapter_for,
 )
 from app.messaging.providers.aws_sms import (
+    AccountUnavailable,
     AwsSmsAdapter,
     CertificateUnavailable,
     SnsPolicy,
     SubscriptionNotConfirmed,
+    sns_base,
 )
 
 log = logging.getLogger("switchboard.messaging.webhooks")
@@ -131,7 +135,8 @@ _SUCCESS: dict[int | str, dict[str, Any]] = {
         example(404, "webhook-not-found", "No channel receives webhooks here."),
     ),
     503: problem(
-        "Amazon SNS: its signing certificate or subscription URL did not answer (SNS retries)",
+        "Amazon SNS: its signing certificate, subscription URL or STS (the account of the "
+        "channel's key) did not answer (SNS retries)",
         example(
             503,
             "provider-unavailable",
@@ -277,6 +282,10 @@ def _adapter(channel_type: str, provider: str) -> ProviderAdapter:
 
 def _sns_policy(settings: Settings) -> SnsPolicy:
     return SnsPolicy.of(settings.aws_sns_cert_host_pattern, settings.aws_sns_allow_http_cert)
+
+
+def _sns_base(settings: Settings) -> str:
+    return sns_base(settings.aws_sms_region, settings.aws_sms_endpoint_url)
 
 
 def _check(target: IngressChannel, now: datetime, max_age: timedelta) -> WebhookCheck:
@@ -425,6 +434,13 @@ async def _ingress(
                     _record(request, channel_type, provider, "certificate-unavailable", target)
                     raise _upstream("The SNS signing certificate could not be fetched") from None
             adapter.verify(req, _check(target, now, max_age))
+            if isinstance(adapter, AwsSmsAdapter):
+                # Signed by SNS, but for whose topic: it must be the channel's account.
+                try:
+                    await adapter.check_owner(req, target.credentials, _sns_base(settings))
+                except AccountUnavailable:
+                    _record(request, channel_type, provider, "account-unavailable", target)
+                    raise _upstream("The channel's AWS account could not be checked") from None
             events = adapter.parse(
                 req, account_id=account, credentials=target.credentials, received_at=now
             )

@@ -19,6 +19,13 @@ small in-memory cache. A ``SubscriptionConfirmation`` is confirmed by GETting it
 ``SubscribeURL`` once verified, and only when that URL is on an allowed host too (it is
 the only URL we ever call because a request told us to).
 
+SNS signs every topic's envelopes with the same certificate: a valid signature proves
+only that *some* AWS account published, and a topic name is anyone's to take. So the
+TopicArn's account must also be the account of the channel's own access key
+(``sts:GetCallerIdentity``, which needs no IAM permission; cached per key, through the
+same endpoint as SNS): else a same-named topic in an attacker's account could subscribe
+our URL and post SMS "from" any number into the tenant's channel.
+
 Outbound: ``sns:Publish`` with ``PhoneNumber`` through boto3 with the channel's access
 key, in a worker thread. SNS reports SMS delivery only to CloudWatch Logs, never to a
 webhook: statuses of this provider stop at ``sent``.
@@ -132,6 +139,10 @@ class SnsPolicy:
 
 class CertificateUnavailable(Exception):
     """SNS's certificate host did not answer (or answered 5xx): SNS should retry later."""
+
+
+class AccountUnavailable(Exception):
+    """STS did not say which AWS account the channel's key belongs to (try again later)."""
 
 
 class SubscriptionNotConfirmed(Exception):
@@ -249,6 +260,12 @@ def parse_timestamp(value: str) -> datetime:
     return at.astimezone(UTC)
 
 
+def topic_account(topic_arn: str) -> str:
+    """``arn:aws:sns:us-east-1:123456789012:inbound-sms`` -> ``123456789012``."""
+    topic_name(topic_arn)
+    return topic_arn.split(":")[4]
+
+
 def topic_name(topic_arn: str) -> str:
     """``arn:aws:sns:us-east-1:123456789012:inbound-sms`` -> ``inbound-sms``."""
     parts = topic_arn.split(":")
@@ -308,6 +325,42 @@ def _sns_client(endpoint: str | None, region: str, key_id: str, secret: str) -> 
         while len(_CLIENTS) > _CLIENTS_MAX:
             _CLIENTS.popitem(last=False)
     return client
+
+
+_ACCOUNTS: OrderedDict[tuple[str | None, str, str, str], str] = OrderedDict()
+_ACCOUNTS_MAX = 256
+_IDENTITY_RETRYABLE = _RETRYABLE_CODES | {"RequestExpired"}
+
+
+def _caller_account(endpoint: str | None, region: str, key_id: str, secret: str) -> str:
+    """The AWS account of an access key, asked of STS once per key (and secret hash)."""
+    import boto3
+    from botocore.config import Config
+
+    key = (endpoint, region, key_id, hashlib.sha256(secret.encode()).hexdigest())
+    with _CLIENTS_LOCK:
+        known = _ACCOUNTS.get(key)
+        if known is not None:
+            _ACCOUNTS.move_to_end(key)
+            return known
+    session = boto3.session.Session(
+        aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region
+    )
+    sts = session.client(
+        "sts",
+        endpoint_url=endpoint,
+        config=Config(
+            retries={"total_max_attempts": 2, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=10,
+        ),
+    )
+    account = str(sts.get_caller_identity()["Account"])
+    with _CLIENTS_LOCK:
+        _ACCOUNTS[key] = account
+        while len(_ACCOUNTS) > _ACCOUNTS_MAX:
+            _ACCOUNTS.popitem(last=False)
+    return account
 
 
 def _publish(endpoint: str | None, region: str, key_id: str, secret: str, **kw: Any) -> Any:
@@ -432,6 +485,35 @@ class AwsSmsAdapter:
                 to_address=to if isinstance(to, str) and to else None,
             )
         ]
+
+    async def check_owner(
+        self, request: WebhookRequest, credentials: Mapping[str, str], base_url: str
+    ) -> None:
+        """Refuse a (verified) envelope whose topic is not in the AWS account of the
+        channel's access key; :class:`AccountUnavailable` when STS cannot say."""
+        env = envelope(request)
+        account = topic_account(env["TopicArn"])
+        key_id = credentials.get("access_key_id") or ""
+        secret = credentials.get("secret_access_key") or ""
+        if not key_id or not secret:
+            raise WebhookRefused("signature-invalid", "the channel has no AWS access key")
+        endpoint, region = parse_sns_base(base_url)
+        try:
+            owner = await asyncio.to_thread(_caller_account, endpoint, region, key_id, secret)
+        except ClientError as exc:
+            code = str((exc.response.get("Error") or {}).get("Code") or "")
+            status = int((exc.response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0)
+            if code in _IDENTITY_RETRYABLE or (status > 0 and retryable_status(status)):
+                raise AccountUnavailable(code or f"HTTP {status}") from None
+            raise WebhookRefused(
+                "signature-invalid", "the channel's AWS access key names no account"
+            ) from None
+        except BotoCoreError as exc:
+            raise AccountUnavailable(type(exc).__name__) from None
+        if owner != account:
+            raise WebhookRefused(
+                "signature-invalid", "TopicArn is in another AWS account than the channel's key"
+            )
 
     async def confirm_subscription(
         self, request: WebhookRequest, policy: SnsPolicy, http: httpx.AsyncClient
