@@ -53,6 +53,6 @@ async def test_migration_matches_the_models_and_reverses(server_url, settings):
         tables=TENANT_TABLES + PLATFORM_TABLES,
         expected_security=expected,
         also=_append_only,
-        # c5a000000002 (message templates) adds it.
-        added_later=[("messages", "template")],
+        # c5a000000002 (message templates) and c5a000000003 (attachment etag) add them.
+        added_later=[("messages", "template"), ("attachments", "etag")],
     )

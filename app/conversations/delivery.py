@@ -22,6 +22,7 @@ from app.config import Settings
 from app.conversations.events import post_event
 from app.conversations.receipts import apply_early_receipts
 from app.conversations.service import ChannelRef
+from app.conversations.uploads import AttachmentChanged, check_unchanged
 from app.conversations.windows import messaging_tag
 from app.core.metrics import MESSAGES
 from app.db.base import utcnow
@@ -203,6 +204,15 @@ async def deliver_one(
         error = f"no sender for {msg['channel']} messages"
     else:
         try:
+            for item in ctx.attachments:
+                if item.get("object_key"):
+                    try:
+                        await check_unchanged(ctx.store, item["object_key"], item.get("etag"))
+                    except AttachmentChanged as exc:
+                        raise SendFailed(
+                            f"attachment {item.get('attachment_id')}: {exc.detail}",
+                            retryable=False,
+                        ) from None
             result = await sender.send(ctx)
         except SendFailed as exc:
             error, retryable = exc.detail, exc.retryable
@@ -272,15 +282,25 @@ async def _with_object_keys(conn: Any, msg: Any) -> list[dict[str, Any]]:
     """The message's attachments, each with its ``object_key`` (for senders only)."""
     items = msg["attachments"]
     items = json.loads(items) if isinstance(items, str) else items
-    keys = {
-        str(r["id"]): r["object_key"]
+    rows = {
+        str(r["id"]): r
         for r in await conn.fetch(
-            "SELECT id, object_key FROM attachments WHERE tenant_id = $1 AND message_id = $2",
+            "SELECT id, object_key, etag FROM attachments WHERE tenant_id = $1 AND message_id = $2",
             msg["tenant_id"],
             msg["id"],
         )
     }
-    return [{**a, "object_key": keys.get(str(a.get("attachment_id")))} for a in items]
+    out = []
+    for a in items:
+        row = rows.get(str(a.get("attachment_id")))
+        out.append(
+            {
+                **a,
+                "object_key": row["object_key"] if row else None,
+                "etag": row["etag"] if row else None,
+            }
+        )
+    return out
 
 
 async def _channel_numbers(conn: Any, tenant_id: uuid.UUID, channel_id: uuid.UUID) -> list[str]:

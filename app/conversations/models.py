@@ -243,6 +243,9 @@ class Attachment(TenantOwned, table=True):
     max_bytes: int
     status: str = Field(default="pending", max_length=16)  # pending | stored
     uploaded_by: str = Field(max_length=16)  # customer | agent | email | provider
+    # The object's ETag when a message took a presigned upload: the URL could write the
+    # key again until it expires, and a replaced file is not served (None: stored by us).
+    etag: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))  # type: ignore[call-overload]
 
     __table_args__ = (

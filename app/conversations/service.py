@@ -552,12 +552,13 @@ async def claim_upload(
             field=where,
         )
     await conn.execute(
-        "UPDATE attachments SET status = 'stored', size_bytes = $3, message_id = $4 "
-        "WHERE tenant_id = $1 AND id = $2",
+        "UPDATE attachments SET status = 'stored', size_bytes = $3, message_id = $4, "
+        "etag = $5 WHERE tenant_id = $1 AND id = $2",
         scope.tenant_id,
         attachment_id,
         info.size,
         message_id,
+        info.etag[:200] or None,
     )
     return {
         "attachment_id": str(attachment_id),

@@ -12,13 +12,41 @@ import asyncpg
 
 from app.config import Settings
 from app.conversations.access import Actor, in_state, load, owner_or_manager, readable
-from app.core.errors import InvalidInput, NotFound
+from app.core.errors import Conflict, InvalidInput, NotFound
+from app.core.openapi import example, problem
 from app.db.base import uuid7
 from app.db.tenant import TenantScope
 from app.storage.base import InvalidKey, ObjectStore, tenant_key
 from app.webchat.schemas import UploadCreate, UploadGrant, UploadTicketRead
 
 DOWNLOAD_SECONDS = 300
+
+
+class AttachmentChanged(Conflict):
+    code = "attachment-changed"
+
+
+ATTACHMENT_CHANGED = problem(
+    "The file was replaced after it was sent",
+    example(
+        409,
+        "attachment-changed",
+        "The file was replaced or removed after it was sent, so it is not served.",
+    ),
+)
+
+
+async def check_unchanged(store: ObjectStore, key: str, etag: str | None) -> None:
+    """Refuse a sent file whose object is no longer the one the message took (its
+    presigned upload URL wrote the key again before expiring): what the conversation
+    shows as sent is what is served, or nothing. ``etag`` None: stored by the server."""
+    if etag is None:
+        return
+    info = await store.head(key)
+    if info is None or info.etag != etag:
+        raise AttachmentChanged(
+            "The file was replaced or removed after it was sent, so it is not served."
+        )
 
 
 async def new_upload(
@@ -122,7 +150,7 @@ async def download_url(
     """A short-lived download URL of a file sent in the conversation."""
     await readable(conn, actor, conversation_id)
     row = await conn.fetchrow(
-        "SELECT object_key, filename FROM attachments WHERE tenant_id = $1 AND id = $2 "
+        "SELECT object_key, filename, etag FROM attachments WHERE tenant_id = $1 AND id = $2 "
         "AND conversation_id = $3 AND status = 'stored' AND message_id IS NOT NULL",
         actor.scope.tenant_id,
         attachment_id,
@@ -130,6 +158,7 @@ async def download_url(
     )
     if row is None:
         raise NotFound("No such attachment.", code="attachment-not-found")
+    await check_unchanged(store, row["object_key"], row["etag"])
     url: str = await store.presign_download(
         row["object_key"],
         expires_seconds=min(settings.storage_presign_seconds, DOWNLOAD_SECONDS),

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.responses import RedirectResponse
 
 from app.config import Settings
+from app.conversations.uploads import ATTACHMENT_CHANGED
 from app.core.openapi import example, problem
 from app.core.pagination import PageParams, page_params
 from app.db.engine import SessionDep
@@ -330,6 +331,7 @@ async def new_upload(
             "Not a file of this visitor's conversations",
             example(404, "attachment-not-found", "No such attachment."),
         ),
+        409: ATTACHMENT_CHANGED,
     },
 )
 async def download(

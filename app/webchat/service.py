@@ -26,7 +26,7 @@ from app.conversations.service import (
     open_conversation,
     receive,
 )
-from app.conversations.uploads import grant_upload
+from app.conversations.uploads import check_unchanged, grant_upload
 from app.core.errors import InvalidInput, NotFound
 from app.core.pagination import PageParams, page_rows
 from app.db.base import utcnow
@@ -436,7 +436,7 @@ async def download_url(
     """A presigned download of a file sent in one of the visitor's conversations (not
     one on an internal note, not one still being uploaded)."""
     row = await conn.fetchrow(
-        "SELECT a.object_key, a.filename FROM attachments a "
+        "SELECT a.object_key, a.filename, a.etag FROM attachments a "
         "JOIN conversations c ON c.tenant_id = a.tenant_id AND c.id = a.conversation_id "
         "JOIN messages m ON m.tenant_id = a.tenant_id AND m.id = a.message_id "
         "WHERE a.tenant_id = $1 AND a.id = $2 AND a.status = 'stored' "
@@ -448,6 +448,7 @@ async def download_url(
     )
     if row is None:
         raise NotFound("No such attachment.", code="attachment-not-found")
+    await check_unchanged(store, row["object_key"], row["etag"])
     return await store.presign_download(
         row["object_key"],
         expires_seconds=min(settings.storage_presign_seconds, 300),
