@@ -90,32 +90,33 @@ def _hostile_bindings(openapi: dict[str, Any]) -> dict[str, dict[str, Any]]:
 _OPENAPI = create_app(
     Settings(environment="test"), app_database_url="postgresql://unused/x"
 ).openapi()
-_CONFIG = schemathesis.Config.from_dict(
-    {
-        "seed": SEED,
-        "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "deterministic": True},
-        # Values a hostile client tries first, mixed into what is generated for every
-        # field (lone surrogates are not here: the HTTP client cannot encode them; see
-        # tests/test_hostile_input.py).
-        "dictionaries": {
-            "hostile-text": {"values": HOSTILE_TEXT},
-            "edge-integers": {"values": EDGE_INTEGERS},
-        },
-        "parameters": _hostile_bindings(_OPENAPI),
-        "checks": {
-            # Schema-valid is not always valid: rules no JSON schema states (password
-            # strength, scopes the caller holds, an expiry in the future, a token or
-            # login state we issued, an Idempotency-Key reused with another body, an
-            # email on a special-use domain) refuse such input with 400/422
-            # problem+json, by design. The check still catches valid input answered
-            # 405, 415 or 5xx. Rules a schema can state belong in the schema (as the
-            # pagination cursor's pattern), so that clients and this test see them.
-            "positive_data_acceptance": {
-                "expected-statuses": ["2XX", 400, 401, 403, 404, 409, 422, 429]
-            }
-        },
-    }
-)
+# Importable as a dict, so that other fuzz runs (tests/test_schema_fuzz_agent.py) add
+# their own overrides to the same configuration.
+FUZZ_CONFIG: dict[str, Any] = {
+    "seed": SEED,
+    "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "deterministic": True},
+    # Values a hostile client tries first, mixed into what is generated for every
+    # field (lone surrogates are not here: the HTTP client cannot encode them; see
+    # tests/test_hostile_input.py).
+    "dictionaries": {
+        "hostile-text": {"values": HOSTILE_TEXT},
+        "edge-integers": {"values": EDGE_INTEGERS},
+    },
+    "parameters": _hostile_bindings(_OPENAPI),
+    "checks": {
+        # Schema-valid is not always valid: rules no JSON schema states (password
+        # strength, scopes the caller holds, an expiry in the future, a token or
+        # login state we issued, an Idempotency-Key reused with another body, an
+        # email on a special-use domain) refuse such input with 400/422
+        # problem+json, by design. The check still catches valid input answered
+        # 405, 415 or 5xx. Rules a schema can state belong in the schema (as the
+        # pagination cursor's pattern), so that clients and this test see them.
+        "positive_data_acceptance": {
+            "expected-statuses": ["2XX", 400, 401, 403, 404, 409, 422, 429]
+        }
+    },
+}
+_CONFIG = schemathesis.Config.from_dict(FUZZ_CONFIG)
 authenticated = schemathesis.openapi.from_dict(_OPENAPI, config=_CONFIG)
 # Without credentials only the operations that require them are worth a run of their
 # own (the public ones get the same requests in the authenticated run): every one must

@@ -6,16 +6,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
-from app.core.schemas import Name
+from app.core.schemas import Name, check_text
 
 
 def _clean_display_name(v: str) -> str:
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in v):
-        raise ValueError("must not contain control characters")
-    v = " ".join(v.split())
-    if not v:
-        raise ValueError("must not be blank")
-    return v
+    """One line, as other names, and no C1 controls either: customers' widgets and
+    colleagues' terminals show it."""
+    return check_text(v, refuse_c1=True, whitespace="collapse")
 
 
 # A person's name as shown to colleagues and customers: 1-200 characters, trimmed.

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar, cast
 
+from app.core.schemas import check_text
 from app.core.validation import fail_at
 
 _T = TypeVar("_T")
@@ -167,12 +168,13 @@ def check_local_part(value: str) -> str:
 
 def check_greeting(value: str) -> str:
     """Free text shown in the widget: line breaks allowed, other control characters not."""
-    if any((ord(c) < 32 and c not in "\n\t") or ord(c) == 127 for c in value):
-        raise ValueError("must not contain control characters other than line breaks")
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be blank (send null to remove the greeting)")
-    return value
+    return check_text(
+        value,
+        allowed_controls="\n\t",
+        whitespace="strip",
+        control_reason="must not contain control characters other than line breaks",
+        blank_reason="must not be blank (send null to remove the greeting)",
+    )
 
 
 _COLOUR = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
@@ -188,9 +190,7 @@ def normalise_colour(value: str) -> str:
 
 
 def check_secret_text(value: str) -> str:
-    if any(ord(c) < 32 or ord(c) == 127 for c in value):
-        raise ValueError("must not contain control characters")
-    return value
+    return check_text(value, allow_blank=True)
 
 
 # -- providers ----------------------------------------------------------------------------

@@ -27,8 +27,9 @@ def check_unicode(v: str) -> str:
 
 
 @functools.cache
-def _refused_controls(allowed: str) -> re.Pattern[str]:
-    refused = [c for c in [*range(32), 127] if chr(c) not in allowed]
+def _refused_controls(allowed: str, c1: bool) -> re.Pattern[str]:
+    c1_range = range(128, 160) if c1 else range(0)
+    refused = [c for c in [*range(32), 127, *c1_range] if chr(c) not in allowed]
     return re.compile("[" + "".join(f"\\x{c:02x}" for c in refused) + "]")
 
 
@@ -36,17 +37,21 @@ def check_text(
     v: str,
     *,
     allowed_controls: str = "",
+    refuse_c1: bool = False,
     whitespace: Whitespace = "keep",
     allow_blank: bool = False,
     control_reason: str = CONTROL_CHARACTERS,
+    blank_reason: str = "must not be blank",
 ) -> str:
     """Text a person typed, checked in this order: no C0 control characters or DEL other
-    than ``allowed_controls`` (NUL among them, which PostgreSQL text cannot hold; refused
-    with ``control_reason``), valid Unicode, white space kept, stripped at the ends or
-    collapsed to single spaces, and not blank (empty or only white space) unless
-    ``allow_blank``. Schemas wrap it in a named function for ``AfterValidator``: pydantic
-    puts that name in the error location of a union's member."""
-    if _refused_controls(allowed_controls).search(v):
+    than ``allowed_controls`` (NUL among them, which PostgreSQL text cannot hold), nor
+    the C1 controls (U+0080-U+009F: a terminal reads U+009B as an escape) with
+    ``refuse_c1``, refused with ``control_reason``; valid Unicode; white space kept,
+    stripped at the ends or collapsed to single spaces; and not blank (empty or only
+    white space) unless ``allow_blank``, refused with ``blank_reason``. Schemas wrap it
+    in a named function for ``AfterValidator``: pydantic puts that name in the error
+    location of a union's member."""
+    if _refused_controls(allowed_controls, refuse_c1).search(v):
         raise ValueError(control_reason)
     check_unicode(v)
     if whitespace == "collapse":
@@ -54,7 +59,7 @@ def check_text(
     elif whitespace == "strip":
         v = v.strip()
     if not allow_blank and not v.strip():
-        raise ValueError("must not be blank")
+        raise ValueError(blank_reason)
     return v
 
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-from app.core.schemas import StrictInt, check_unicode, no_nul, plain_text
+from app.core.schemas import StrictInt, check_unicode, no_nul, one_line, plain_text
 from app.phone_numbers.e164 import E164
 from app.queues.schemas import Channel, RequiredSkill
 
@@ -45,6 +45,8 @@ def _storable(value: Any, depth: int = 0) -> None:
 
 # No control characters: PostgreSQL text cannot hold NUL; the others are a client's bug.
 PlainText = Annotated[str, AfterValidator(plain_text)]
+# A break reason, a wrap-up code: one line, as the queue's names and wrap-up codes are.
+Label = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(one_line)]
 
 
 class ContactCreate(BaseModel):
@@ -151,9 +153,7 @@ class PresenceUpdate(BaseModel):
     )
 
     status: PresenceStatus
-    break_reason: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
-        default=None, description="Required with status break"
-    )
+    break_reason: Label | None = Field(default=None, description="Required with status break")
 
 
 class PresenceRead(BaseModel):
@@ -189,9 +189,7 @@ class ReservationRead(BaseModel):
 class WrapUpRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: Annotated[str, Field(min_length=1, max_length=64)] | None = Field(
-        default=None, description="One of the queue's wrap_up_codes"
-    )
+    code: Label | None = Field(default=None, description="One of the queue's wrap_up_codes")
 
 
 class RoutingTrail(BaseModel):

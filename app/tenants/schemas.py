@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import unicodedata
-
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from app.auth.schemas import TenantRead, UserRead
+from app.core.schemas import check_text
 
 
 class SignupRequest(BaseModel):
@@ -17,12 +16,8 @@ class SignupRequest(BaseModel):
     @field_validator("company_name")
     @classmethod
     def _name(cls, v: str) -> str:
-        v = " ".join(v.split())
-        if not v:
-            raise ValueError("must not be blank")
-        if any(unicodedata.category(c) == "Cc" for c in v):
-            raise ValueError("must not contain control characters")
-        return v
+        # One line, as other names are, and no C1 controls either.
+        return check_text(v, refuse_c1=True, whitespace="collapse")
 
 
 class SignupResponse(BaseModel):
