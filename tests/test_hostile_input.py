@@ -10,6 +10,7 @@ import hashlib
 import json
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -188,6 +189,36 @@ async def test_text_postgresql_cannot_store_is_422_even_past_validation(
     finally:
         await engine.dispose()
     assert problem_of(r, 422)["code"] == "invalid-text"
+
+
+async def test_nul_through_raw_asyncpg_is_422_too(db_urls: bootstrap.DatabaseUrls) -> None:
+    """Routing and ingest talk to asyncpg directly: the same backstop applies there."""
+    mini = FastAPI()
+    install_error_handlers(mini)
+
+    @mini.get("/echo")
+    async def echo(v: str) -> dict[str, Any]:
+        conn = await asyncpg.connect(**bootstrap.asyncpg_kwargs(db_urls.app))
+        try:
+            return {"v": await conn.fetchval("SELECT $1::text", v)}
+        finally:
+            await conn.close()
+
+    @mini.get("/boom")
+    async def boom() -> None:
+        conn = await asyncpg.connect(**bootstrap.asyncpg_kwargs(db_urls.app))
+        try:
+            await conn.execute("SELECT 1/0")
+        finally:
+            await conn.close()
+
+    transport = httpx.ASGITransport(app=mini, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        assert (await c.get("/echo", params={"v": "ok"})).json() == {"v": "ok"}
+        r = await c.get("/echo", params={"v": "a\x00b"})
+        assert problem_of(r, 422)["code"] == "invalid-text"
+        # Any other database error stays a 500, not a client error.
+        assert problem_of(await c.get("/boom"), 500)["code"] == "internal-error"
 
 
 # --- values at the edges ---------------------------------------------------------------

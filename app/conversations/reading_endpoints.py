@@ -155,6 +155,7 @@ async def get_context(
         302: {"description": "To a short-lived download URL"},
         403: READ_FORBIDDEN,
         404: ATTACHMENT_NOT_FOUND,
+        409: uploads.ATTACHMENT_CHANGED,
     },
 )
 async def download_attachment(

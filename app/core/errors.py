@@ -6,6 +6,7 @@ import json
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -250,13 +251,15 @@ def install_error_handlers(app: FastAPI) -> None:
         # form) that slipped past validation is the client's input, not our failure.
         if _sqlstate(exc) in _UNSTORABLE_TEXT:
             log.warning("unstorable text reached the database: %s", exc.orig)
-            return problem(
-                request,
-                422,
-                "invalid-text",
-                "Validation failed",
-                "A text value contains a character that cannot be stored (such as NUL).",
-            )
+            return _unstorable(request)
+        return _internal_error(request, exc)
+
+    @app.exception_handler(asyncpg.PostgresError)
+    async def _raw_database(request: Request, exc: asyncpg.PostgresError) -> JSONResponse:
+        # The same backstop for code that talks to asyncpg directly (routing, ingest).
+        if getattr(exc, "sqlstate", None) in _UNSTORABLE_TEXT:
+            log.warning("unstorable text reached the database: %s", exc)
+            return _unstorable(request)
         return _internal_error(request, exc)
 
     @app.exception_handler(Exception)
@@ -266,6 +269,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
 # SQLSTATE 22021 character_not_in_repertoire (NUL), 22P05 untranslatable_character.
 _UNSTORABLE_TEXT = frozenset({"22021", "22P05"})
+
+
+def _unstorable(request: Request) -> JSONResponse:
+    return problem(
+        request,
+        422,
+        "invalid-text",
+        "Validation failed",
+        "A text value contains a character that cannot be stored (such as NUL).",
+    )
 
 
 def _sqlstate(exc: DBAPIError) -> str | None:
