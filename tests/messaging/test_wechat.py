@@ -285,6 +285,12 @@ def test_safe_mode_refusals() -> None:
     with pytest.raises(WebhookRefused) as refused:
         parse(body, url, wrong_key)
     assert refused.value.code == "malformed"
+    # A safe-mode channel takes no plaintext push, however well its query is signed
+    # (that signature does not cover the body).
+    verify(signed_url(), text_xml())  # a plaintext channel does
+    with pytest.raises(WebhookRefused, match="encrypted pushes only") as refused:
+        verify(signed_url(), text_xml(), SAFE)
+    assert refused.value.code == "signature-invalid"
     # The decrypted message is screened like any other.
     hostile_url, hostile_body = safe_push(EXTERNAL_ENTITY)
     with pytest.raises(WebhookRefused, match="DOCTYPE"):

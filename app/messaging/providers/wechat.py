@@ -377,6 +377,16 @@ class WeChatAdapter:
         token = webhook_credential(check.credentials, "token")
         query = self._check(request, token, check)
         if query.get("encrypt_type", "raw") == "raw":
+            # A plaintext push's signature covers the query, not the body: anyone holding
+            # one unused signed query could post any body. A channel set up for safe
+            # mode (it holds the AES key) therefore takes encrypted pushes only; WeChat's
+            # compatible mode sends encrypt_type=aes too.
+            if check.credentials.get("encoding_aes_key"):
+                raise WebhookRefused(
+                    "signature-invalid",
+                    "the channel takes encrypted pushes only (safe mode): a plaintext push "
+                    "is refused",
+                )
             return
         envelope = parse_xml(request.body).get("Encrypt")
         given = query.get("msg_signature")
