@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
 
 from app.config import Settings, get_settings
 from app.core.errors import install_error_handlers
@@ -152,7 +153,7 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
-    _include_routers(app)
+    path_order = _include_routers(app)
     install_telemetry(app, settings)
     app.add_middleware(
         BodySizeLimitMiddleware,
@@ -162,7 +163,7 @@ def create_app(
     )
     app.add_middleware(WidgetCorsMiddleware)  # /v1/widget/ only (app/webchat/cors.py)
     app.add_middleware(RequestIdMiddleware)
-    _add_problem_schema(app)
+    _add_problem_schema(app, path_order)
     return app
 
 
@@ -231,7 +232,17 @@ async def _start_smtp(app: FastAPI, settings: Settings) -> Any:
         return None
 
 
-def _include_routers(app: FastAPI) -> None:
+# Matched first, in this order: Starlette tries the routes one after the other until one
+# matches, and most requests are these (health checks, provider webhooks, the web chat
+# widget, the agents' stream). Moving them ahead changes no answer: no route of another
+# router matches a path of theirs (tests/test_route_resolution.py). The OpenAPI document
+# keeps the reading order of `_include_routers`.
+MATCHED_FIRST = ("health", "messaging_webhooks", "webchat", "agent_stream")
+
+
+def _include_routers(app: FastAPI) -> dict[str, int]:
+    """Every router, matched-first ones ahead; returns each path's place in the reading
+    order."""
     from app.agents.endpoints import router as agents
     from app.api_keys.endpoints import router as api_keys
     from app.audit.endpoints import router as audit
@@ -257,42 +268,48 @@ def _include_routers(app: FastAPI) -> None:
     from app.tenants.endpoints import router as tenants
     from app.webchat.endpoints import router as webchat
 
-    for r in (
-        health,
-        tenants,
-        auth,
-        api_keys,
-        audit,
-        mail,
-        sso,
-        quotas,
-        skills,
-        business_hours,
-        queues,
-        routing_profiles,
-        agents,
-        flows,
-        phone_numbers,
-        channels,
-        customers,
-        conversations,
-        routing,
-        agent_stream,
-        storage,
-        webchat,
-        proactive,
-        messaging_webhooks,
-    ):
+    # Reading order: the OpenAPI document and /docs list the operations in it.
+    reading_order = {
+        "health": health,
+        "tenants": tenants,
+        "auth": auth,
+        "api_keys": api_keys,
+        "audit": audit,
+        "mail": mail,
+        "sso": sso,
+        "quotas": quotas,
+        "skills": skills,
+        "business_hours": business_hours,
+        "queues": queues,
+        "routing_profiles": routing_profiles,
+        "agents": agents,
+        "flows": flows,
+        "phone_numbers": phone_numbers,
+        "channels": channels,
+        "customers": customers,
+        "conversations": conversations,
+        "routing": routing,
+        "agent_stream": agent_stream,
+        "storage": storage,
+        "webchat": webchat,
+        "proactive": proactive,
+        "messaging_webhooks": messaging_webhooks,
+    }
+    rest = [r for name, r in reading_order.items() if name not in MATCHED_FIRST]
+    for r in [reading_order[name] for name in MATCHED_FIRST] + rest:
         app.include_router(r)
+    paths = (c.path_format for r in reading_order.values() for c in iter_route_contexts(r.routes))
+    return {path: i for i, path in enumerate(dict.fromkeys(p for p in paths if p))}
 
 
-def _add_problem_schema(app: FastAPI) -> None:
+def _add_problem_schema(app: FastAPI, path_order: dict[str, int]) -> None:
     original = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
         schema = original()
+        _in_reading_order(schema, path_order)
         schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = {
             "type": "object",
             "required": ["type", "title", "status", "code", "detail"],
@@ -312,3 +329,26 @@ def _add_problem_schema(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _in_reading_order(schema: dict[str, Any], path_order: dict[str, int]) -> None:
+    """The document as if the routes were matched in reading order: the paths, and the
+    security schemes in the order an operation first uses them."""
+    paths = schema.get("paths")
+    if not paths:
+        return
+    ranked = sorted(paths, key=lambda p: path_order.get(p, len(path_order)))
+    schema["paths"] = {p: paths[p] for p in ranked}
+    schemes = schema.get("components", {}).get("securitySchemes")
+    if schemes:
+        used = (
+            name
+            for p in ranked
+            for operation in paths[p].values()
+            for requirement in operation.get("security", [])
+            for name in requirement
+        )
+        order = [*dict.fromkeys(n for n in used if n in schemes)]
+        schema["components"]["securitySchemes"] = {
+            n: schemes[n] for n in [*order, *(n for n in schemes if n not in order)]
+        }
