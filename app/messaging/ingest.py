@@ -201,6 +201,14 @@ class Outcome:
         self.refused += other.refused
 
 
+async def take_request(factory: SessionFactory, target: IngressChannel, key: str) -> bool:
+    """Take a request's own key (WeChat's timestamp and nonce) in a transaction of its
+    own; False when a request before took it."""
+    async with factory() as session, session.begin():
+        await bind_tenant(session, target.scope)
+        return await _claim(await raw(session), target, key)
+
+
 async def _taken(factory: SessionFactory, target: IngressChannel, keys: list[str]) -> set[str]:
     async with factory() as session, session.begin():
         await bind_tenant(session, target.scope)

@@ -51,6 +51,7 @@ from app.messaging.ingest import (
     find_channel,
     needs_prefetch,
     receipt_key,
+    take_request,
 )
 from app.messaging.media import http_client
 from app.messaging.providers import (
@@ -554,5 +555,10 @@ async def handshake(
     except WebhookRefused as refused:
         _record(request, channel_type, provider, _refusal_outcome(refused), target)
         raise _refusal(refused, "query") from None
+    if (key := _request_key(provider, req)) is not None:
+        # WeChat signs a handshake the way it signs a plaintext push (token, timestamp,
+        # nonce; not the body): take its nonce, so the signed query cannot then carry a
+        # POST of someone else's making. Echoing a replayed handshake again is harmless.
+        await take_request(request.app.state.session_factory, target, key)
     _record(request, channel_type, provider, "handshake", target)
     return PlainTextResponse(answer)

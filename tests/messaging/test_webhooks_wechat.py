@@ -77,6 +77,26 @@ async def test_the_echostr_handshake(client, clean_db, wired):
     assert stale.status_code == 403 and stale.json()["code"] == "stale-request"
 
 
+async def test_a_handshakes_signed_query_cannot_carry_a_push(client, clean_db, wired):
+    """A handshake is signed like a plaintext push (the body is not covered): whoever
+    saw its query must not be able to post a message with it."""
+    _, appid, token = await wechat_channel(client, wired)
+    path = f"/v1/webhooks/wechat/wechat/{appid}"
+    now = int(time.time())
+    query = wechat_query(token, now, "n0nce1")
+    seen = await client.get(path, params=query | {"echostr": "e1x2"})
+    assert seen.status_code == 200 and seen.text == "e1x2"
+
+    r = await push(client, appid, token, xml(Content="not from WeChat"), at=now, nonce="n0nce1")
+
+    assert r.status_code == 200  # answered as a replay: WeChat stops resending
+    assert await clean_db.fetchval("SELECT count(*) FROM messages") == 0
+    # A fresh nonce still goes through.
+    r = await push(client, appid, token, xml(Content="hello"), at=now, nonce="n0nce2")
+    assert r.status_code == 200
+    assert await clean_db.fetchval("SELECT count(*) FROM messages") == 1
+
+
 async def test_a_signed_push_opens_a_routed_conversation(client, clean_db, wired):
     tenant, appid, token = await wechat_channel(client, wired)
 
