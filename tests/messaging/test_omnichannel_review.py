@@ -25,7 +25,7 @@ import pytest
 
 from app.messaging.media import fetch_media
 from app.messaging.providers import MediaRef, WebhookRefused
-from app.messaging.providers.wechat import parse_xml
+from app.messaging.providers.wechat_xml import parse_xml
 from tests.live_server import LocalHttpServer
 from tests.messaging.fake_sns import REGION
 from tests.messaging.ingress import counts

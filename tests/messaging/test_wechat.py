@@ -24,7 +24,9 @@ from app.messaging.providers.base import (
     WebhookRefused,
     from_unix,
 )
-from app.messaging.providers.wechat import MAX_XML_BYTES, TokenCache, WeChatAdapter, parse_xml
+from app.messaging.providers.wechat import WeChatAdapter
+from app.messaging.providers.wechat_tokens import TokenCache
+from app.messaging.providers.wechat_xml import MAX_XML_BYTES, parse_xml
 from tests.messaging.fake_providers import FakeProviders
 from tests.messaging.helpers import check, now, request
 

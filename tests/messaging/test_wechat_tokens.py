@@ -18,7 +18,8 @@ import pytest
 
 from app.conversations.delivery import deliver_one
 from app.messaging.providers.base import Outgoing, ProviderError
-from app.messaging.providers.wechat import TokenCache, WeChatAdapter
+from app.messaging.providers.wechat import WeChatAdapter
+from app.messaging.providers.wechat_tokens import TokenCache
 from tests.messaging.fake_providers import FakeProviders
 from tests.messaging.ingress import message, reply
 from tests.messaging.test_webhooks_wechat import push, wechat_channel, xml
