@@ -14,6 +14,13 @@ from app.audit.service import audit
 from app.auth.principal import Principal, require
 from app.channels import numbers as channel_numbers
 from app.channels import repository, service
+from app.channels.config_schemas import (
+    EmailConfigRead,
+    ProviderConfigRead,
+    SmsConfigRead,
+    VoiceConfigRead,
+    WebchatConfigRead,
+)
 from app.channels.docs import (
     ADDRESS_TAKEN,
     BAD_CONFIG,
@@ -40,17 +47,12 @@ from app.channels.schemas import (
     ChannelRead,
     ChannelUpdate,
     EmailChannelRead,
-    EmailConfigRead,
     MessengerChannelCreated,
     MessengerChannelRead,
-    ProviderConfigRead,
     SmsChannelCreated,
     SmsChannelRead,
-    SmsConfigRead,
     VoiceChannelRead,
-    VoiceConfigRead,
     WebchatChannelRead,
-    WebchatConfigRead,
     WebhookSecretIssued,
     WechatChannelCreated,
     WechatChannelRead,

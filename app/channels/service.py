@@ -28,9 +28,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.channels import numbers as channel_numbers
 from app.channels import repository, targets
+from app.channels.config_schemas import TEMPLATES_ONLY_TWILIO, WhatsappTemplate
 from app.channels.models import Channel
 from app.channels.schemas import (
-    TEMPLATES_ONLY_TWILIO,
     ChannelCreate,
     ChannelUpdate,
     EmailChannelCreate,
@@ -39,7 +39,6 @@ from app.channels.schemas import (
     VoiceChannelCreate,
     WebchatChannelCreate,
     WhatsappChannelCreate,
-    WhatsappTemplate,
 )
 from app.channels.secrets import new_widget_key, seal_credentials, seal_webhook_secret
 from app.channels.secrets import read_credentials as read_credentials  # for ingress, adapters
