@@ -11,13 +11,13 @@ from typing import Any
 import asyncpg
 
 from app.conversations.schemas import MESSAGE_COLUMNS, message_read
+from app.customers.profiles import survivor_id
 from app.db.tenant import TenantScope
 from app.routing.snapshots import decode_json
 
 RECENT_INTERACTIONS = 10
 PAGE_TRAIL = 20
 RECENT_MESSAGES = 20
-MAX_MERGE_HOPS = 5
 
 
 def _iso(value: Any) -> str | None:
@@ -40,7 +40,9 @@ async def build_context(
     )
     if conv is None:
         return {}
-    customer_id = await _survivor(conn, scope, conv["customer_id"])
+    # A merge moves the conversations in its transaction, but one opened while the
+    # merge ran (its snapshot did not see it) still names the absorbed profile.
+    customer_id = await survivor_id(conn, scope, conv["customer_id"]) or conv["customer_id"]
     transfer = contact_attributes.get("transfer")
     return {
         "conversation": {
@@ -57,22 +59,6 @@ async def build_context(
         "transfer": transfer if isinstance(transfer, dict) else None,
         "messages": await _messages(conn, scope, conversation_id),
     }
-
-
-async def _survivor(
-    conn: asyncpg.Connection, scope: TenantScope, customer_id: uuid.UUID
-) -> uuid.UUID:
-    """A merged profile points at the one that absorbed it: show that one."""
-    for _ in range(MAX_MERGE_HOPS):
-        into = await conn.fetchval(
-            "SELECT merged_into_id FROM customers WHERE tenant_id = $1 AND id = $2",
-            scope.tenant_id,
-            customer_id,
-        )
-        if into is None:
-            break
-        customer_id = into
-    return customer_id
 
 
 async def _customer(

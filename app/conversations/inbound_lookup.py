@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from app.core.errors import NotFound
+from app.conversations.access import not_found as conversation_not_found
 from app.customers.service import ResolvedIdentity
 from app.db.tenant import TenantScope
 
@@ -99,7 +99,7 @@ async def duplicate_or_conversation(
         return {"id": row["dup_id"], "conversation_id": row["dup_conversation_id"]}, None
     if row["id"] is None:
         if conversation_id is not None:
-            raise NotFound("No such conversation.", code="conversation-not-found")
+            raise conversation_not_found()
         return None, None
     return None, row
 
@@ -122,7 +122,7 @@ async def _find_conversation(
             identity.customer_id,
         )
         if row is None:
-            raise NotFound("No such conversation.", code="conversation-not-found")
+            raise conversation_not_found()
         return row
     if content.email is not None:
         thread = [m for m in [content.email.in_reply_to, *reversed(content.email.references)] if m]

@@ -25,9 +25,6 @@ from sqlmodel import Field, SQLModel
 from app.db.base import utcnow
 from app.db.mixins import TenantOwned, Versioned
 
-CONVERSATION_STATES = ("open", "queued", "assigned", "pending_customer", "resolved")
-MESSAGE_STATUSES = ("received", "queued", "sent", "delivered", "read", "failed")
-
 
 def _ts(nullable: bool = True) -> Any:
     return Field(default=None, sa_type=DateTime(timezone=True), nullable=nullable)  # type: ignore[call-overload]

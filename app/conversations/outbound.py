@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.config import Settings
+from app.conversations.access import not_found as conversation_not_found
 from app.conversations.agent_schemas import MessageTemplate
 from app.conversations.delivery import RETRY_AFTER_SECONDS, deliver_one, spawn, touch_outbound
 from app.conversations.events import post_event
@@ -24,7 +25,7 @@ from app.conversations.service import (
     preview,
 )
 from app.conversations.windows import SERVICE_WINDOW_CHANNELS, check_service_window, check_template
-from app.core.errors import Conflict, InvalidInput, NotFound
+from app.core.errors import Conflict, InvalidInput
 from app.core.metrics import MESSAGES
 from app.customers.service import IDENTITY_KIND_OF_CHANNEL, add_timeline
 from app.db.base import utcnow, uuid7
@@ -92,7 +93,7 @@ async def send_message(
         conversation_id,
     )
     if conv is None:
-        raise NotFound("No such conversation.", code="conversation-not-found")
+        raise conversation_not_found()
     target = channel_id or conv["channel_id"]
     channel = await conn.fetchrow(
         "SELECT id, type, config, enabled FROM channels WHERE tenant_id = $1 AND id = $2",

@@ -17,6 +17,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.channels.validation import ROUTING_CHANNEL
+from app.conversations.access import not_found as conversation_not_found
 from app.conversations.events import (
     CONVERSATION_CHANNEL,
     copy_to_agents,
@@ -25,7 +27,7 @@ from app.conversations.events import (
 )
 from app.conversations.inbound_lookup import duplicate_or_conversation
 from app.conversations.schemas import MessageRead, message_read
-from app.core.errors import InvalidInput, NotFound, SwitchboardError
+from app.core.errors import InvalidInput, SwitchboardError
 from app.core.metrics import MESSAGES
 from app.customers.service import ResolvedIdentity, add_timeline
 from app.db.base import utcnow, uuid7
@@ -37,15 +39,6 @@ from app.usage.service import UsageRow, record_on, usage_row
 
 log = logging.getLogger("switchboard.conversations")
 
-# Channel type -> the routing channel queues take (app/queues/schemas.py Channel).
-ROUTING_CHANNEL = {
-    "webchat": "chat",
-    "email": "email",
-    "sms": "sms",
-    "whatsapp": "messaging",
-    "wechat": "messaging",
-    "messenger": "messaging",
-}
 PREVIEW_CHARS = 200
 MAX_BODY_CHARS = 100_000
 # Nobody holds the conversation in these states: a customer message routes it again.
@@ -382,7 +375,7 @@ async def route(
             conversation_id,
         )
     if conv is None:
-        raise NotFound("No such conversation.", code="conversation-not-found")
+        raise conversation_not_found()
     target_queue = queue_id or _uuid_or_none(channel.config.get("queue_id"))
     flow_id = None if queue_id else _uuid_or_none(channel.config.get("flow_id"))
     reason = None

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.channels.validation import ROUTING_CHANNEL
 from app.conversations import hooks
 from app.conversations import repository as repo
 from app.conversations.access import (
@@ -23,7 +24,6 @@ from app.conversations.access import (
 )
 from app.conversations.agent_schemas import ConversationDetail, TransferRequest
 from app.conversations.events import post_event
-from app.conversations.service import ROUTING_CHANNEL
 from app.core.concurrency import IfMatch
 from app.core.errors import Conflict, InvalidInput
 from app.db.base import utcnow

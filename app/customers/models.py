@@ -15,9 +15,6 @@ from sqlmodel import Field, SQLModel
 from app.db.base import utcnow
 from app.db.mixins import TenantOwned, Versioned
 
-IDENTITY_KINDS = ("phone", "email", "webchat", "whatsapp", "wechat", "messenger")
-CONSENT_CHANNELS = ("voice", "sms", "email", "webchat", "whatsapp", "wechat", "messenger")
-
 
 def _ts(nullable: bool = True) -> Any:
     return Field(default=None, sa_type=DateTime(timezone=True), nullable=nullable)  # type: ignore[call-overload]

@@ -41,7 +41,6 @@ CUSTOMER_COLUMNS = (
     "version, created_at, updated_at"
 )
 _IDENTITY = "id, customer_id, kind, value, verified, bounced_at, created_at, last_seen_at"
-MAX_MERGE_HOPS = 16
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,20 @@ async def lock_identities(
         scope.tenant_id,
         customer_ids,
     )
+
+
+async def survivor_id(
+    conn: asyncpg.Connection, scope: TenantScope, customer_id: uuid.UUID
+) -> uuid.UUID | None:
+    """The profile that stands for ``customer_id`` (itself, or the one it was merged
+    into), or None if the tenant has no such profile. One hop is all there is: a merge
+    re-points every profile the absorbed one had absorbed (:mod:`app.customers.merging`)."""
+    found: uuid.UUID | None = await conn.fetchval(
+        "SELECT coalesce(merged_into_id, id) FROM customers WHERE tenant_id = $1 AND id = $2",
+        scope.tenant_id,
+        customer_id,
+    )
+    return found
 
 
 async def live_row(

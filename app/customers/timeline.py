@@ -26,7 +26,7 @@ from typing import Any
 import asyncpg
 
 from app.core.errors import InvalidInput
-from app.customers.profiles import MAX_MERGE_HOPS, not_found
+from app.customers.profiles import not_found, survivor_id
 from app.customers.schemas import TimelineItem
 from app.db.tenant import TenantScope
 from app.routing.snapshots import decode_json
@@ -75,18 +75,9 @@ async def profile_ids(
     conn: asyncpg.Connection, scope: TenantScope, customer_id: uuid.UUID
 ) -> list[uuid.UUID]:
     """The surviving profile of ``customer_id`` first, then every profile merged into it."""
-    current = customer_id
-    for _ in range(MAX_MERGE_HOPS):
-        row = await conn.fetchrow(
-            "SELECT id, merged_into_id FROM customers WHERE tenant_id = $1 AND id = $2",
-            scope.tenant_id,
-            current,
-        )
-        if row is None:
-            raise not_found()
-        if row["merged_into_id"] is None:
-            break
-        current = row["merged_into_id"]
+    current = await survivor_id(conn, scope, customer_id)
+    if current is None:
+        raise not_found()
     absorbed = await conn.fetch(
         "SELECT id FROM customers WHERE tenant_id = $1 AND merged_into_id = $2",
         scope.tenant_id,

@@ -17,10 +17,11 @@ from app.conversations.outbound import send_message
 from app.conversations.schemas import MessageRead
 from app.conversations.service import ChannelRef, open_conversation, preview
 from app.core.errors import Conflict, InvalidInput
+from app.customers.profiles import not_found as customer_not_found
 from app.customers.service import IDENTITY_KIND_OF_CHANNEL, ResolvedIdentity, add_timeline
 from app.db.base import utcnow
 from app.db.tenant import TenantScope
-from app.proactive.policy import CONTACT, HOLD, customer_not_found, may_contact, record_decision
+from app.proactive.policy import CONTACT, HOLD, may_contact, record_decision
 from app.routing.connection import raw
 from app.routing.snapshots import decode_json
 from app.storage.base import ObjectStore

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import asyncpg
 
 from app.config import Settings, get_settings
-from app.core.errors import NotFound
+from app.customers.profiles import not_found as customer_not_found
 from app.db.base import uuid7
 from app.db.tenant import TenantScope
 from app.routing.transitions import dumps
@@ -65,10 +65,6 @@ class Limits:
         if start < end:
             return start <= local < end
         return local >= start or local < end  # the window wraps midnight
-
-
-def customer_not_found() -> NotFound:
-    return NotFound("No such customer.", code="customer-not-found")
 
 
 def zone_of(name: Any) -> ZoneInfo | None:

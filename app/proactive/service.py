@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
 from app.core.errors import Conflict, InvalidInput, NotFound
+from app.customers.profiles import not_found as customer_not_found
 from app.customers.service import add_timeline, normalize_identity
 from app.db.base import utcnow, uuid7
 from app.db.tenant import TenantScope
@@ -27,7 +28,6 @@ from app.proactive import repository
 from app.proactive.policy import (
     CONTACT,
     HOLD,
-    customer_not_found,
     lock_customer,
     may_contact,
     record_decision,

@@ -18,6 +18,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.config import Settings
+from app.conversations.access import not_found as conversation_not_found
 from app.conversations.events import post_event
 from app.conversations.schemas import MESSAGE_COLUMNS, MessageRead
 from app.conversations.service import (
@@ -54,10 +55,6 @@ _CONVERSATION = (
 )
 # Outbound messages the visitor's read receipt may move on (not queued, failed or read).
 _READABLE = ("sent", "delivered")
-
-
-def conversation_not_found() -> NotFound:
-    return NotFound("No such conversation.", code="conversation-not-found")
 
 
 async def owned(

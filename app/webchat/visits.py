@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, InvalidInput, NotFound
 from app.customers.profiles import Actor, add_identity
+from app.customers.profiles import not_found as customer_not_found
 from app.customers.service import add_timeline, normalize_identity
 from app.db.base import utcnow, uuid7
 from app.routing.connection import raw
@@ -59,7 +60,7 @@ async def identify(conn: asyncpg.Connection, visitor: Visitor, body: IdentifyBod
         visitor.customer_id,
     )
     if row is None:
-        raise NotFound("No such customer.", code="customer-not-found")
+        raise customer_not_found()
     name = row["display_name"]
     if body.name is not None:
         name = body.name
