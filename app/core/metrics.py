@@ -80,64 +80,29 @@ class HttpMetrics:
         series[1].observe(seconds)
 
 
-class MessageCounts(Collector):
-    """Conversation messages by tenant, channel type, direction and outcome (inbound
-    ``received``; outbound ``sent``, ``retry``, ``failed``). Counted where the work happens
-    (requests, SMTP sessions, background deliveries) into one process-wide table that
-    every application's registry reads, so no code path needs the app to count."""
+class ProcessCounter(Collector):
+    """A counter family counted where the work happens (requests, SMTP sessions,
+    background jobs) into one process-wide table that every application's registry
+    reads, so no code path needs the app to count. ``n`` below 1 counts nothing."""
 
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, str, str, str], int] = {}
+    def __init__(self, name: str, documentation: str, labels: tuple[str, ...]) -> None:
+        self.name, self.documentation, self.labels = name, documentation, labels
+        self._counts: dict[tuple[str, ...], int] = {}
         self._lock = threading.Lock()
 
-    def inc(self, tenant_id: object, channel: str, direction: str, outcome: str) -> None:
-        key = (str(tenant_id), channel, direction, outcome)
-        with self._lock:
-            self._counts[key] = self._counts.get(key, 0) + 1
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "switchboard_messages",
-            "Conversation messages, by tenant, channel type, direction and outcome.",
-            labels=("tenant_id", "channel", "direction", "outcome"),
-        )
-        with self._lock:
-            items = list(self._counts.items())
-        for labels, value in items:
-            family.add_metric(list(labels), value)
-        yield family
-
-
-MESSAGES = MessageCounts()
-
-
-class StorageSweepCounts(Collector):
-    """Attachment objects the orphan sweep looked at, by tenant and outcome
-    (``deleted``, ``kept_referenced``, ``kept_young``, ``kept_unrecognised``,
-    ``grants_expired``,
-    ``failed``): process-wide like :class:`MessageCounts`, added a page at a time."""
-
-    def __init__(self) -> None:
-        self._counts: dict[tuple[str, str], int] = {}
-        self._lock = threading.Lock()
-
-    def add(self, tenant_id: object, outcome: str, n: int) -> None:
+    def inc(self, *labels: object, n: int = 1) -> None:
         if n <= 0:
             return
-        key = (str(tenant_id), outcome)
+        key = tuple(str(v) for v in labels)
         with self._lock:
             self._counts[key] = self._counts.get(key, 0) + n
 
-    def value(self, tenant_id: object, outcome: str) -> int:
+    def value(self, *labels: object) -> int:
         with self._lock:
-            return self._counts.get((str(tenant_id), outcome), 0)
+            return self._counts.get(tuple(str(v) for v in labels), 0)
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
-            "switchboard_storage_sweep_objects",
-            "Attachment objects seen by the orphan sweep, by tenant and outcome.",
-            labels=("tenant_id", "outcome"),
-        )
+        family = CounterMetricFamily(self.name, self.documentation, labels=self.labels)
         with self._lock:
             items = list(self._counts.items())
         for labels, value in items:
@@ -145,7 +110,18 @@ class StorageSweepCounts(Collector):
         yield family
 
 
-STORAGE_SWEEP = StorageSweepCounts()
+# Inbound ``received``; outbound ``sent``, ``retry``, ``failed``.
+MESSAGES = ProcessCounter(
+    "switchboard_messages",
+    "Conversation messages, by tenant, channel type, direction and outcome.",
+    ("tenant_id", "channel", "direction", "outcome"),
+)
+# Outcomes: deleted, kept_referenced, kept_young, kept_unrecognised, grants_expired, failed.
+STORAGE_SWEEP = ProcessCounter(
+    "switchboard_storage_sweep_objects",
+    "Attachment objects seen by the orphan sweep, by tenant and outcome.",
+    ("tenant_id", "outcome"),
+)
 
 
 router = APIRouter(include_in_schema=False)

@@ -215,7 +215,7 @@ async def _sweep_page(
                 counts.deleted += 1
     outcomes = ("kept_referenced", "kept_young", "kept_unrecognised", "grants_expired")
     for outcome in (*outcomes, "deleted", "failed"):
-        STORAGE_SWEEP.add(scope.tenant_id, outcome, getattr(counts, outcome))
+        STORAGE_SWEEP.inc(scope.tenant_id, outcome, n=getattr(counts, outcome))
     return counts
 
 

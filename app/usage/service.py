@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -135,8 +136,6 @@ def usage_row(
     idempotency_key: str,
     attributes: dict[str, Any] | None = None,
 ) -> UsageRow:
-    import json
-
     known, qty = _checked(meter, quantity, occurred_at, idempotency_key)
     return UsageRow(known.value, qty, idempotency_key, json.dumps(attributes or {}))
 
@@ -153,8 +152,6 @@ async def record_on(
 ) -> bool:
     """:func:`record` on a raw connection (routing code runs on asyncpg); the same
     checks, the same once-only key. True when this call wrote the event."""
-    import json
-
     meter, quantity = _checked(meter, quantity, occurred_at, idempotency_key)
     inserted = await conn.fetchval(
         "INSERT INTO usage_events (tenant_id, id, meter, quantity, occurred_at, recorded_at, "
