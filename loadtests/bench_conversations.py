@@ -50,7 +50,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -66,7 +65,9 @@ import httpx
 
 from app.messaging.providers import sandbox
 from loadtests import bench_routing_db as bdb
+from loadtests.bench_routing import uptime
 from loadtests.bench_routing_phases import log, percentiles
+from loadtests.bench_telemetry import free_port
 
 HOST = "127.0.0.1"
 ORIGIN = "http://localhost:3000"
@@ -75,13 +76,6 @@ PASSWORD = "bench horse battery staple 42"  # noqa: S105 - a throwaway tenant's
 # itself still runs on every message.
 WIDGET_LIMIT = 1_000_000
 TABLES = ("messages", "conversations", "customers", "contacts", "usage_events")
-
-
-def loadavg() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().strip()
-    except OSError:
-        return "?"
 
 
 def parse() -> argparse.Namespace:
@@ -133,13 +127,6 @@ def parse() -> argparse.Namespace:
 
 
 # ------------------------------------------------------------------------------ server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -258,13 +245,36 @@ async def make_tenant(client: httpx.AsyncClient, i: int, run: str) -> Tenant:
     )
     body = _ok(r, "signup")
     t = Tenant(id=body["tenant"]["id"], headers={"Authorization": f"Bearer {body['api_key']}"})
+    t.account = f"bench-{run}-{i}"
+    t.secret, t.widget_key = await add_inbound_channels(client, t.headers, t.account)
+    return t
+
+
+async def enterprise_plan(admin_url: str, tenant_ids: list[str]) -> None:
+    """The tenants moved to the enterprise plan (no quota; the trial allows 20
+    concurrent contacts). SQL, not the API: a plan changes through billing."""
+    conn = await bdb.connect(admin_url)
+    try:
+        await conn.execute(
+            "UPDATE tenants SET plan = 'enterprise' WHERE id = ANY($1::uuid[])",
+            [uuid.UUID(t) for t in tenant_ids],
+        )
+    finally:
+        await conn.close()
+
+
+async def add_inbound_channels(
+    client: httpx.AsyncClient, headers: dict[str, str], account: str
+) -> tuple[str, str]:
+    """A queue taking sms and chat, a sandbox SMS channel on ``account`` and a web chat
+    channel (allowed origin ``ORIGIN``) routed to it: the SMS channel's webhook secret
+    and the widget key."""
     q = _ok(
         await client.post(
-            "/v1/queues", json={"name": "Inbound", "channels": ["sms", "chat"]}, headers=t.headers
+            "/v1/queues", json={"name": "Inbound", "channels": ["sms", "chat"]}, headers=headers
         ),
         "queue",
     )
-    t.account = f"bench-{run}-{i}"
     sms = _ok(
         await client.post(
             "/v1/channels",
@@ -273,15 +283,14 @@ async def make_tenant(client: httpx.AsyncClient, i: int, run: str) -> Tenant:
                 "name": "SMS",
                 "config": {
                     "provider": "sandbox",
-                    "provider_account_id": t.account,
+                    "provider_account_id": account,
                     "queue_id": q["id"],
                 },
             },
-            headers=t.headers,
+            headers=headers,
         ),
         "sms channel",
     )
-    t.secret = sms["webhook_secret"]
     chat = _ok(
         await client.post(
             "/v1/channels",
@@ -290,12 +299,11 @@ async def make_tenant(client: httpx.AsyncClient, i: int, run: str) -> Tenant:
                 "name": "Chat",
                 "config": {"allowed_origins": [ORIGIN], "queue_id": q["id"]},
             },
-            headers=t.headers,
+            headers=headers,
         ),
         "webchat channel",
     )
-    t.widget_key = chat["config"]["widget_key"]
-    return t
+    return sms["webhook_secret"], chat["config"]["widget_key"]
 
 
 def signed(t: Tenant, payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
@@ -324,22 +332,28 @@ async def open_pool(client: httpx.AsyncClient, t: Tenant, i: int, n: int, run: s
         t.pool.append(phone)
 
 
+async def open_visitor(client: httpx.AsyncClient, widget_key: str) -> tuple[dict[str, str], str]:
+    """A widget session with a conversation opened by one message: the visitor's
+    headers and the conversation's id."""
+    s = _ok(
+        await client.post(
+            "/v1/widget/sessions",
+            json={},
+            headers={"X-Widget-Key": widget_key, "Origin": ORIGIN},
+        ),
+        "widget session",
+    )
+    h = {"Authorization": f"Bearer {s['visitor_token']}", "Origin": ORIGIN}
+    c = _ok(
+        await client.post("/v1/widget/conversations", json={"text": "hello"}, headers=h),
+        "start chat",
+    )
+    return h, c["conversation"]["id"]
+
+
 async def open_visitors(client: httpx.AsyncClient, t: Tenant, n: int) -> None:
     for _ in range(n):
-        s = _ok(
-            await client.post(
-                "/v1/widget/sessions",
-                json={},
-                headers={"X-Widget-Key": t.widget_key, "Origin": ORIGIN},
-            ),
-            "widget session",
-        )
-        h = {"Authorization": f"Bearer {s['visitor_token']}", "Origin": ORIGIN}
-        c = _ok(
-            await client.post("/v1/widget/conversations", json={"text": "hello"}, headers=h),
-            "start chat",
-        )
-        t.visitors.append((h, c["conversation"]["id"]))
+        t.visitors.append(await open_visitor(client, t.widget_key))
 
 
 async def gather_limited(jobs: list[Callable[[], Awaitable[None]]], limit: int) -> None:
@@ -365,15 +379,7 @@ async def setup(
     # Signup hashes a password (argon2id): a few at a time.
     await gather_limited([lambda i=i: mk(i) for i in range(args.tenants)], 4)
     took["tenants_s"] = round(time.perf_counter() - t0, 1)
-    conn = await bdb.connect(db.admin)
-    try:
-        # SQL, not the API: a plan changes through billing. Trial allows 20 contacts.
-        await conn.execute(
-            "UPDATE tenants SET plan = 'enterprise' WHERE id = ANY($1::uuid[])",
-            [uuid.UUID(t.id) for t in tenants],
-        )
-    finally:
-        await conn.close()
+    await enterprise_plan(db.admin, [t.id for t in tenants])
     t1 = time.perf_counter()
     await gather_limited(
         [
@@ -558,7 +564,7 @@ async def phase(
 ) -> dict[str, Any]:
     log(f"phase {name}: {args.seconds:.0f} s at {args.workers} workers")
     before = await table_counts(db.admin) if prefix else None
-    load0 = loadavg()
+    load0 = uptime()
     stop = asyncio.Event()
     waits = asyncio.create_task(sample_waits(db.admin, db.name, stop))
     meter.start()
@@ -576,7 +582,7 @@ async def phase(
         "cpu": cpu,
         "db_backends": await waits,
         "loadavg_before": load0,
-        "loadavg_after": loadavg(),
+        "loadavg_after": uptime(),
     }
     if prefix is not None and before is not None:
         after = await table_counts(db.admin)
@@ -753,7 +759,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),
-            "loadavg_start": loadavg(),
+            "loadavg_start": uptime(),
         },
     }
     workdir = Path(tempfile.mkdtemp(prefix="bench-conversations-"))
@@ -809,7 +815,7 @@ def main() -> None:
         "rounds": args.rounds,
     }
     result.update(out)
-    result["machine"]["loadavg_end"] = loadavg()
+    result["machine"]["loadavg_end"] = uptime()
     result["api_log"] = str(kept)
     result["seconds"] = round(time.monotonic() - started, 1)
     json.dump(result, sys.stdout, indent=2, default=str)

@@ -43,7 +43,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -134,24 +134,6 @@ def parse() -> argparse.Namespace:
 
 def log(msg: str) -> None:
     print(f"[bench_proactive_visit] {msg}", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def database(srv: bdb.Server) -> Iterator[Any]:
-    """A fresh database built by the migrations; dropped at the end."""
-    from app.config import Settings
-    from app.db import bootstrap
-
-    settings = Settings()
-    name = f"sb_bench_proactive_{os.getpid()}"
-    try:
-        asyncio.run(bootstrap.ensure_database(settings, srv.admin_url, name))
-        urls = bootstrap.urls_for(settings, srv.admin_url, database=name)
-        bootstrap.migrate(urls.admin)
-        yield urls
-    finally:
-        with contextlib.suppress(Exception):
-            asyncio.run(bootstrap.drop_database(srv.admin_url, name))
 
 
 def visits_of(rng: random.Random, views: int, per_visit: int, end: datetime) -> list[datetime]:
@@ -343,7 +325,7 @@ async def explain(factory: Any, scope: TenantScope, m: Measured) -> dict[str, fl
     return out
 
 
-async def run(urls: Any, args: argparse.Namespace) -> dict[str, Any]:
+async def run(urls: bdb.BenchDb, args: argparse.Namespace) -> dict[str, Any]:
     from app.db.engine import create_engine, make_session_factory
 
     started = time.perf_counter()
@@ -408,7 +390,7 @@ async def _version(url: str) -> str:
 
 def main() -> None:
     args = parse()
-    with bdb.server(durable=False, stat_statements=False) as srv, database(srv) as urls:
+    with bdb.server(durable=False, stat_statements=False) as srv, bdb.database(srv) as urls:
         results = asyncio.run(run(urls, args))
         version = asyncio.run(_version(urls.admin))
     print(

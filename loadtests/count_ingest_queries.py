@@ -47,9 +47,10 @@ import asyncpg
 import httpx
 
 from app.messaging.providers import sandbox
+from loadtests import bench_conversations as bc
 from loadtests import bench_routing_db as bdb
+from loadtests.bench_conversations import _ok
 
-ORIGIN = "http://localhost:3000"
 PASSWORD = "count horse battery staple 42"  # noqa: S105 - a throwaway tenant's
 # Protocol calls that wait for the server: one round trip each.
 ROUND_TRIPS = (
@@ -127,13 +128,6 @@ def parse() -> argparse.Namespace:
     return ap.parse_args()
 
 
-def _ok(r: httpx.Response, what: str) -> dict[str, Any]:
-    if r.status_code // 100 != 2:
-        raise RuntimeError(f"{what}: {r.status_code} {r.text[:500]}")
-    body: dict[str, Any] = r.json()
-    return body
-
-
 class Scenario:
     """One tenant with a queue, a sandbox SMS channel and a web chat channel."""
 
@@ -162,71 +156,14 @@ class Scenario:
             "signup",
         )
         self.headers = {"Authorization": f"Bearer {body['api_key']}"}
-        conn = await bdb.connect(admin_url)
-        try:  # the trial plan's 20 concurrent contacts; plans change through billing
-            await conn.execute(
-                "UPDATE tenants SET plan = 'enterprise' WHERE id = $1",
-                uuid.UUID(body["tenant"]["id"]),
-            )
-        finally:
-            await conn.close()
-        q = _ok(
-            await c.post(
-                "/v1/queues",
-                json={"name": "Inbound", "channels": ["sms", "chat"]},
-                headers=self.headers,
-            ),
-            "queue",
-        )
-        sms = _ok(
-            await c.post(
-                "/v1/channels",
-                json={
-                    "type": "sms",
-                    "name": "SMS",
-                    "config": {
-                        "provider": "sandbox",
-                        "provider_account_id": self.account,
-                        "queue_id": q["id"],
-                    },
-                },
-                headers=self.headers,
-            ),
-            "sms channel",
-        )
-        self.secret = sms["webhook_secret"]
-        chat = _ok(
-            await c.post(
-                "/v1/channels",
-                json={
-                    "type": "webchat",
-                    "name": "Chat",
-                    "config": {"allowed_origins": [ORIGIN], "queue_id": q["id"]},
-                },
-                headers=self.headers,
-            ),
-            "webchat channel",
-        )
-        self.widget_key = chat["config"]["widget_key"]
+        await bc.enterprise_plan(admin_url, [body["tenant"]["id"]])
+        self.secret, self.widget_key = await bc.add_inbound_channels(c, self.headers, self.account)
         for k in range(pool):
             phone = f"+1650{3_000_000 + k}"
             await self.sms(phone)
             self.pool.append(phone)
         for _ in range(visitors):
-            s = _ok(
-                await c.post(
-                    "/v1/widget/sessions",
-                    json={},
-                    headers={"X-Widget-Key": self.widget_key, "Origin": ORIGIN},
-                ),
-                "widget session",
-            )
-            h = {"Authorization": f"Bearer {s['visitor_token']}", "Origin": ORIGIN}
-            started = _ok(
-                await c.post("/v1/widget/conversations", json={"text": "hello"}, headers=h),
-                "start chat",
-            )
-            self.visitors.append((h, started["conversation"]["id"]))
+            self.visitors.append(await bc.open_visitor(c, self.widget_key))
 
     def _tag(self) -> str:
         self.seq += 1

@@ -19,8 +19,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import httpx
@@ -177,28 +176,18 @@ class Outcome:
     receipts: int = 0  # delivery receipts that moved a message's status
     unmatched: int = 0  # receipts for no message of ours (yet)
     refused: int = 0  # messages from an address we cannot take (short codes...)
-    conversations: list[uuid.UUID] = field(default_factory=list)
 
     @property
     def replayed(self) -> bool:
         return self.duplicates > 0 and not (self.received or self.receipts or self.unmatched)
 
     def counts(self) -> dict[str, int]:
-        return {
-            "received": self.received,
-            "duplicates": self.duplicates,
-            "receipts": self.receipts,
-            "unmatched": self.unmatched,
-            "refused": self.refused,
-        }
+        return asdict(self)
 
     def add(self, other: Outcome) -> None:
         """Count ``other`` in too (a request naming several channels)."""
-        self.received += other.received
-        self.duplicates += other.duplicates
-        self.receipts += other.receipts
-        self.unmatched += other.unmatched
-        self.refused += other.refused
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
 
 
 async def take_request(factory: SessionFactory, target: IngressChannel, key: str) -> bool:
@@ -356,7 +345,6 @@ async def _message(
         outcome.duplicates += 1
     else:
         outcome.received += 1
-        outcome.conversations.append(received.conversation_id)
 
 
 async def _receipt(

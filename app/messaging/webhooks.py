@@ -333,6 +333,29 @@ def _verified(
         raise _refusal(refused, "body") from None
 
 
+async def _apply(
+    request: Request, target: IngressChannel, events: list[WebhookEvent], request_key: str | None
+) -> Outcome:
+    """``events`` written for ``target`` outside any open transaction (media fetched
+    first)."""
+    state = request.app.state
+    return await apply(
+        state.session_factory,
+        state.settings,
+        state.object_store,
+        target,
+        events,
+        request_key=request_key,
+    )
+
+
+def _record_applied(
+    request: Request, channel_type: str, provider: str, target: IngressChannel, outcome: Outcome
+) -> None:
+    outcome_name = "replayed" if outcome.replayed else "accepted"
+    _record(request, channel_type, provider, outcome_name, target, outcome)
+
+
 def _request_key(provider: str, req: WebhookRequest) -> str | None:
     """WeChat's request itself is taken once (its timestamp and nonce)."""
     if provider != "wechat":
@@ -355,7 +378,6 @@ async def _ingress_one(
     channel is found, the request verified and, unless something has to happen outside
     a transaction first (media to fetch, a WeChat replay to recognise), its events
     written in one transaction."""
-    settings: Settings = request.app.state.settings
     factory = request.app.state.session_factory
     outcome: Outcome | None = None
     async with factory() as session:
@@ -374,22 +396,8 @@ async def _ingress_one(
                 outcome = await apply_bound(session, request.app.state.object_store, target, events)
         await run_after_commit(session)
     if outcome is None:
-        outcome = await apply(
-            factory,
-            settings,
-            request.app.state.object_store,
-            target,
-            events,
-            request_key=request_key,
-        )
-    _record(
-        request,
-        channel_type,
-        provider,
-        "replayed" if outcome.replayed else "accepted",
-        target,
-        outcome,
-    )
+        outcome = await _apply(request, target, events, request_key)
+    _record_applied(request, channel_type, provider, target, outcome)
     return _answer(provider, outcome)
 
 
@@ -470,22 +478,8 @@ async def _ingress(
     request_key = _request_key(provider, req)
     total = Outcome()
     for target, events in verified:
-        outcome = await apply(
-            request.app.state.session_factory,
-            settings,
-            request.app.state.object_store,
-            target,
-            events,
-            request_key=request_key,
-        )
-        _record(
-            request,
-            channel_type,
-            provider,
-            "replayed" if outcome.replayed else "accepted",
-            target,
-            outcome,
-        )
+        outcome = await _apply(request, target, events, request_key)
+        _record_applied(request, channel_type, provider, target, outcome)
         total.add(outcome)
     return _answer(provider, total)
 

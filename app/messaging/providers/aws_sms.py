@@ -44,7 +44,7 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
@@ -149,28 +149,56 @@ class SubscriptionNotConfirmed(Exception):
     """The SubscribeURL did not confirm the subscription (SNS retries the confirmation)."""
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _BoundedCache(Generic[_K, _V]):
+    """At most ``capacity`` values, least recently used first out. Locked: the boto
+    caches are shared by the worker threads that send and check owners."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._values: OrderedDict[_K, _V] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def get(self, key: _K) -> _V | None:
+        with self._lock:
+            value = self._values.get(key)
+            if value is not None:
+                self._values.move_to_end(key)
+            return value
+
+    def put(self, key: _K, value: _V) -> None:
+        with self._lock:
+            self._values[key] = value
+            self._values.move_to_end(key)
+            while len(self._values) > self.capacity:
+                self._values.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
 class SigningCertificates:
     """SNS signing keys by certificate URL, at most ``capacity`` of them (least recently
     used first out). SNS signs with one certificate per region that it rotates rarely."""
 
     def __init__(self, capacity: int = 32) -> None:
-        self.capacity = capacity
-        self._keys: OrderedDict[str, RSAPublicKey] = OrderedDict()
+        self._keys: _BoundedCache[str, RSAPublicKey] = _BoundedCache(capacity)
 
     def __len__(self) -> int:
         return len(self._keys)
 
     def get(self, url: str) -> RSAPublicKey | None:
-        key = self._keys.get(url)
-        if key is not None:
-            self._keys.move_to_end(url)
-        return key
+        return self._keys.get(url)
 
     def put(self, url: str, key: RSAPublicKey) -> None:
-        self._keys[url] = key
-        self._keys.move_to_end(url)
-        while len(self._keys) > self.capacity:
-            self._keys.popitem(last=False)
+        self._keys.put(url, key)
 
     def clear(self) -> None:
         self._keys.clear()
@@ -289,77 +317,68 @@ def parse_sns_base(base_url: str) -> tuple[str | None, str]:
     return endpoint or None, region
 
 
-_CLIENTS: OrderedDict[tuple[str | None, str, str, str], Any] = OrderedDict()
-_CLIENTS_LOCK = threading.Lock()
-_CLIENTS_MAX = 32
+_BotoKey = tuple[str | None, str, str, str]
+
+
+def _boto_key(endpoint: str | None, region: str, key_id: str, secret: str) -> _BotoKey:
+    """A hash of the secret, not the secret, so that a rotated secret misses."""
+    return (endpoint, region, key_id, hashlib.sha256(secret.encode()).hexdigest())
+
+
+def _boto_client(
+    service: str,
+    endpoint: str | None,
+    region: str,
+    key_id: str,
+    secret: str,
+    *,
+    attempts: int,
+    read_timeout: int,
+) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(
+        aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region
+    )
+    return session.client(
+        service,
+        endpoint_url=endpoint,
+        config=Config(
+            retries={"total_max_attempts": attempts, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=read_timeout,
+        ),
+    )
+
+
+_CLIENTS: _BoundedCache[_BotoKey, Any] = _BoundedCache(32)
 
 
 def _sns_client(endpoint: str | None, region: str, key_id: str, secret: str) -> Any:
     """A boto3 SNS client per (endpoint, region, access key), reused: making one costs
-    milliseconds, and boto3 clients are thread-safe. The cache key holds a hash of the
-    secret, not the secret, so that a rotated secret gets a new client."""
-    import boto3
-    from botocore.config import Config
-
-    key = (endpoint, region, key_id, hashlib.sha256(secret.encode()).hexdigest())
-    with _CLIENTS_LOCK:
-        client = _CLIENTS.get(key)
-        if client is not None:
-            _CLIENTS.move_to_end(key)
-            return client
-    session = boto3.session.Session(
-        aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region
-    )
-    client = session.client(
-        "sns",
-        endpoint_url=endpoint,
-        config=Config(
-            # The dispatcher retries with back-off; one attempt per send here.
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=15,
-        ),
-    )
-    with _CLIENTS_LOCK:
-        _CLIENTS[key] = client
-        while len(_CLIENTS) > _CLIENTS_MAX:
-            _CLIENTS.popitem(last=False)
+    milliseconds, and boto3 clients are thread-safe."""
+    key = _boto_key(endpoint, region, key_id, secret)
+    client = _CLIENTS.get(key)
+    if client is None:
+        # The dispatcher retries with back-off; one attempt per send here.
+        client = _boto_client("sns", endpoint, region, key_id, secret, attempts=1, read_timeout=15)
+        _CLIENTS.put(key, client)
     return client
 
 
-_ACCOUNTS: OrderedDict[tuple[str | None, str, str, str], str] = OrderedDict()
-_ACCOUNTS_MAX = 256
+_ACCOUNTS: _BoundedCache[_BotoKey, str] = _BoundedCache(256)
 _IDENTITY_RETRYABLE = _RETRYABLE_CODES | {"RequestExpired"}
 
 
 def _caller_account(endpoint: str | None, region: str, key_id: str, secret: str) -> str:
     """The AWS account of an access key, asked of STS once per key (and secret hash)."""
-    import boto3
-    from botocore.config import Config
-
-    key = (endpoint, region, key_id, hashlib.sha256(secret.encode()).hexdigest())
-    with _CLIENTS_LOCK:
-        known = _ACCOUNTS.get(key)
-        if known is not None:
-            _ACCOUNTS.move_to_end(key)
-            return known
-    session = boto3.session.Session(
-        aws_access_key_id=key_id, aws_secret_access_key=secret, region_name=region
-    )
-    sts = session.client(
-        "sts",
-        endpoint_url=endpoint,
-        config=Config(
-            retries={"total_max_attempts": 2, "mode": "standard"},
-            connect_timeout=5,
-            read_timeout=10,
-        ),
-    )
-    account = str(sts.get_caller_identity()["Account"])
-    with _CLIENTS_LOCK:
-        _ACCOUNTS[key] = account
-        while len(_ACCOUNTS) > _ACCOUNTS_MAX:
-            _ACCOUNTS.popitem(last=False)
+    key = _boto_key(endpoint, region, key_id, secret)
+    account = _ACCOUNTS.get(key)
+    if account is None:
+        sts = _boto_client("sts", endpoint, region, key_id, secret, attempts=2, read_timeout=10)
+        account = str(sts.get_caller_identity()["Account"])
+        _ACCOUNTS.put(key, account)
     return account
 
 
